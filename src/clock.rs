@@ -1,0 +1,74 @@
+//! Where the layer and the in-memory store read the time from.
+//!
+//! Tests inject a [`ManualClock`] and move time forward instead of sleeping.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use time::{Duration, OffsetDateTime};
+
+/// A source of the current time.
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock, the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that only moves when told to: for tests of expiry.
+///
+/// ```
+/// use session_layer::clock::{Clock, ManualClock};
+/// use time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let start = clock.now();
+/// clock.advance(Duration::minutes(5));
+/// assert_eq!(clock.now() - start, Duration::minutes(5));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
+
+impl ManualClock {
+    /// A clock stopped at the current system time, to the whole second.
+    pub fn new() -> Self {
+        Self::at(OffsetDateTime::now_utc())
+    }
+
+    /// A clock stopped at `start`.
+    pub fn at(start: OffsetDateTime) -> Self {
+        Self(Arc::new(Mutex::new(start)))
+    }
+
+    /// Moves the clock by `by` (forward for a positive duration).
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Now, truncated to the whole second: records keep whole seconds so that
+/// every store gives back exactly what it was given.
+pub(crate) fn now_seconds(clock: &dyn Clock) -> OffsetDateTime {
+    let now = clock.now();
+    now.replace_nanosecond(0).unwrap_or(now)
+}

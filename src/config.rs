@@ -1,0 +1,279 @@
+//! [`SessionLayerBuilder`]: the layer's settings, checked when it is built.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::clock::{Clock, SystemClock};
+use crate::cookie::{CookieConfig, IdCodec, Key, SameSite};
+use crate::error::ConfigError;
+use crate::expiry::Expiry;
+use crate::id::{IdGenerator, IdSource, MIN_ID_BYTES};
+use crate::layer::{SessionLayer, Shared};
+use crate::store::SessionStore;
+
+/// The settings of a [`SessionLayer`]. Start from
+/// [`SessionLayer::builder`]; every setter has a secure default:
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | [`cookie_name`](Self::cookie_name) | `id` | says nothing about the framework (S4) |
+/// | [`secure`](Self::secure) | `true` | never sent over plain HTTP (S12) |
+/// | [`http_only`](Self::http_only) | `true` | out of reach of page scripts (S12) |
+/// | [`same_site`](Self::same_site) | `Lax` | not sent on cross-site subrequests (S12) |
+/// | [`path`](Self::path) | `/` | one session for the whole site |
+/// | [`domain`](Self::domain) | none (host-only) | not shared with subdomains |
+/// | [`expiry`](Self::expiry) | browser session, 1 day idle | gone when the browser closes |
+/// | [`refresh_after`](Self::refresh_after) | 0.25 | read-only requests write at most once per quarter of the idle window |
+/// | [`save_on_server_error`](Self::save_on_server_error) | `false` | a failed request changes nothing (S28) |
+/// | [`store_timeout`](Self::store_timeout) | 5 s | a stuck store never hangs a request (S36) |
+/// | [`error_status`](Self::error_status) | 500 | what the client sees when the store fails |
+///
+/// Settings that cannot work together are refused by
+/// [`build`](Self::build) with a [`ConfigError`]:
+///
+/// ```
+/// use session_layer::{ConfigError, Key, MemoryStore, SameSite, SessionLayer};
+///
+/// let err = SessionLayer::builder(MemoryStore::new(), Key::generate())
+///     .same_site(SameSite::None)
+///     .secure(false)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err, ConfigError::SameSiteNoneWithoutSecure);
+/// ```
+#[derive(Debug)]
+#[must_use = "call `build` to get the layer"]
+pub struct SessionLayerBuilder {
+    store: Arc<dyn SessionStore>,
+    key: Key,
+    fallback_keys: Vec<Key>,
+    cookie: CookieConfig,
+    secure_set: bool,
+    expiry: Expiry,
+    refresh_after: f64,
+    save_on_server_error: bool,
+    store_timeout: Duration,
+    error_status: StatusCode,
+    ids: IdSource,
+    clock: Arc<dyn Clock>,
+}
+
+impl SessionLayerBuilder {
+    pub(crate) fn new(store: Arc<dyn SessionStore>, key: Key) -> Self {
+        Self {
+            store,
+            key,
+            fallback_keys: Vec::new(),
+            cookie: CookieConfig {
+                name: "id".into(),
+                path: "/".into(),
+                domain: None,
+                secure: true,
+                http_only: true,
+                same_site: SameSite::Lax,
+            },
+            secure_set: false,
+            expiry: Expiry::default(),
+            refresh_after: 0.25,
+            save_on_server_error: false,
+            store_timeout: Duration::from_secs(5),
+            error_status: StatusCode::INTERNAL_SERVER_ERROR,
+            ids: IdSource::Os,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A key that still verifies ids but no longer signs them: add the old
+    /// key here when rotating, and remove it once every session signed with
+    /// it has expired. Ids under a fallback key are re-signed with the
+    /// current one on their next request (S9).
+    pub fn fallback_key(mut self, key: Key) -> Self {
+        self.fallback_keys.push(key);
+        self
+    }
+
+    /// The cookie's name. `__Host-` and `__Secure-` names get the browser's
+    /// prefix protections, and their rules are checked.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie.name = name.into();
+        self
+    }
+
+    /// The cookie's `Path`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.cookie.path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain`, which shares it with subdomains; host-only when
+    /// unset.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// The cookie's `Secure` flag. Turn it off only for plain-HTTP
+    /// development on loopback.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.cookie.secure = secure;
+        self.secure_set = true;
+        self
+    }
+
+    /// The cookie's `HttpOnly` flag.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.cookie.http_only = http_only;
+        self
+    }
+
+    /// The cookie's `SameSite` attribute.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.cookie.same_site = same_site;
+        self
+    }
+
+    /// The expiry of sessions that do not set their own.
+    pub fn expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Which fraction (0 to 1) of the idle window must pass before a
+    /// read-only request extends it with a store `touch` (S32). 0 refreshes
+    /// on every request.
+    pub fn refresh_after(mut self, fraction: f64) -> Self {
+        self.refresh_after = fraction;
+        self
+    }
+
+    /// Whether changes are saved when the handler answers 5xx.
+    pub fn save_on_server_error(mut self, save: bool) -> Self {
+        self.save_on_server_error = save;
+        self
+    }
+
+    /// The longest one store call may take before the request fails.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// The status of the response when the store fails or times out.
+    pub fn error_status(mut self, status: StatusCode) -> Self {
+        self.error_status = status;
+        self
+    }
+
+    /// A custom source of ids; it must yield at least 16 bytes (S2).
+    pub fn id_generator(mut self, generator: impl IdGenerator) -> Self {
+        self.ids = IdSource::Custom(Arc::new(generator));
+        self
+    }
+
+    /// The clock that expiry is computed with.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(mut self) -> Result<SessionLayer, ConfigError> {
+        let prefixed =
+            self.cookie.name.starts_with("__Host-") || self.cookie.name.starts_with("__Secure-");
+        if prefixed && !self.secure_set {
+            self.cookie.secure = true;
+        }
+        self.cookie.validate(self.secure_set)?;
+        if !(0.0..=1.0).contains(&self.refresh_after) || self.store_timeout.is_zero() {
+            return Err(ConfigError::InvalidDuration);
+        }
+        if let IdSource::Custom(generator) = &self.ids {
+            let len = generator.generate().len();
+            if len < MIN_ID_BYTES {
+                return Err(ConfigError::WeakIdGenerator { len });
+            }
+        }
+        let codec = IdCodec::new(self.cookie.name.clone(), self.key, self.fallback_keys);
+        Ok(SessionLayer::from_shared(Shared {
+            store: self.store,
+            codec,
+            cookie: self.cookie,
+            expiry: self.expiry,
+            refresh_after: self.refresh_after,
+            save_on_server_error: self.save_on_server_error,
+            store_timeout: self.store_timeout,
+            error_status: self.error_status,
+            ids: self.ids,
+            clock: self.clock,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    fn builder() -> SessionLayerBuilder {
+        SessionLayer::builder(MemoryStore::new(), Key::generate())
+    }
+
+    #[test]
+    fn s13_insecure_combinations_are_build_errors() {
+        let e = |b: SessionLayerBuilder| b.build().unwrap_err();
+        assert_eq!(
+            e(builder().same_site(SameSite::None).secure(false)),
+            ConfigError::SameSiteNoneWithoutSecure
+        );
+        assert_eq!(
+            e(builder().cookie_name("__Host-id").domain("example.com")),
+            ConfigError::HostPrefixRules
+        );
+        assert_eq!(
+            e(builder().cookie_name("__Host-id").path("/app")),
+            ConfigError::HostPrefixRules
+        );
+        assert_eq!(
+            e(builder().cookie_name("__Host-id").secure(false)),
+            ConfigError::PrefixNeedsSecure
+        );
+        assert_eq!(
+            e(builder().cookie_name("__Secure-id").secure(false)),
+            ConfigError::PrefixNeedsSecure
+        );
+        assert_eq!(
+            e(builder().cookie_name("bad name")),
+            ConfigError::InvalidCookieName
+        );
+        assert_eq!(e(builder().cookie_name("")), ConfigError::InvalidCookieName);
+        assert_eq!(e(builder().path("relative")), ConfigError::InvalidPath);
+        assert_eq!(e(builder().domain("a;b")), ConfigError::InvalidDomain);
+        assert_eq!(
+            e(builder().refresh_after(1.5)),
+            ConfigError::InvalidDuration
+        );
+        assert_eq!(
+            e(builder().store_timeout(Duration::ZERO)),
+            ConfigError::InvalidDuration
+        );
+        assert!(builder().cookie_name("__Host-id").build().is_ok());
+        assert!(builder().same_site(SameSite::None).build().is_ok());
+    }
+
+    #[test]
+    fn s2_a_weak_id_generator_is_refused() {
+        #[derive(Debug)]
+        struct Short;
+        impl IdGenerator for Short {
+            fn generate(&self) -> Vec<u8> {
+                vec![1; 8]
+            }
+        }
+        assert_eq!(
+            builder().id_generator(Short).build().unwrap_err(),
+            ConfigError::WeakIdGenerator { len: 8 }
+        );
+    }
+}

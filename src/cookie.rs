@@ -1,0 +1,404 @@
+//! The signing key, the signed-id codec, and reading and writing the session
+//! cookie.
+//!
+//! A signed id is `base64url(id || HMAC-SHA256(key, label || name || 0 || id))`.
+//! The MAC binds the cookie (or token header) name, which the `cookie`
+//! crate's signed jar does not, so a value signed for another cookie is
+//! rejected (S10). Verification is constant time (S9) and happens before
+//! any store call (S7).
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::header::COOKIE;
+use http::HeaderMap;
+use sha2::Sha256;
+
+use crate::error::ConfigError;
+use crate::id::{SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
+
+/// A secret key for signing ids and encrypting cookie sessions.
+///
+/// Made from at least [`Key::MIN_LEN`] bytes of secret (S41); the signing and
+/// encryption keys are derived from it with HKDF. Its `Debug` shows nothing
+/// of the secret; comparison is constant time.
+///
+/// ```
+/// use session_layer::{ConfigError, Key};
+///
+/// let key = Key::try_from(&[7u8; 32][..]).unwrap(); // in real life: 32+ random bytes from a secret store
+/// assert_eq!(format!("{key:?}"), "Key(<redacted>)");
+/// assert_eq!(Key::try_from(&b"short"[..]).unwrap_err(), ConfigError::KeyTooShort { len: 5 });
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Key(cookie::Key);
+
+impl Key {
+    /// The shortest secret accepted, in bytes (256 bits).
+    pub const MIN_LEN: usize = 32;
+
+    /// A random key, for development and tests only: sessions signed with it
+    /// do not survive a restart, nor work across several instances.
+    pub fn generate() -> Self {
+        Self(cookie::Key::generate())
+    }
+
+    /// A key from a base64 (standard or URL-safe, padding optional) secret,
+    /// e.g. read from an environment variable.
+    pub fn from_base64(secret: &str) -> Result<Self, ConfigError> {
+        let secret = secret.trim().trim_end_matches('=');
+        let bytes = URL_SAFE_NO_PAD
+            .decode(secret.replace('+', "-").replace('/', "_"))
+            .map_err(|_| ConfigError::KeyTooShort { len: 0 })?;
+        Self::try_from(bytes.as_slice())
+    }
+
+    fn signing(&self) -> &[u8] {
+        self.0.signing()
+    }
+
+    /// The `cookie` crate's key, for its private (AEAD) jar.
+    #[allow(dead_code)] // used by cookie sessions
+    pub(crate) fn cookie_key(&self) -> &cookie::Key {
+        &self.0
+    }
+}
+
+impl TryFrom<&[u8]> for Key {
+    type Error = ConfigError;
+
+    fn try_from(secret: &[u8]) -> Result<Self, ConfigError> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(ConfigError::KeyTooShort { len: secret.len() });
+        }
+        Ok(Self(cookie::Key::derive_from(secret)))
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// Longest value we even try to decode; anything longer is garbage (S7).
+const MAX_VALUE_LEN: usize = (MAX_ID_BYTES + MAC_LEN).div_ceil(3) * 4;
+const MIN_VALUE_LEN: usize = (MIN_ID_BYTES + MAC_LEN) * 4 / 3;
+const MAC_LEN: usize = 32;
+const LABEL: &[u8] = b"session-layer id v1\0";
+
+/// Signs and verifies ids for one cookie or header name, with the current
+/// key and any fallbacks.
+#[derive(Debug, Clone)]
+pub(crate) struct IdCodec {
+    name: String,
+    /// The current key first, then the fallbacks.
+    keys: Vec<Key>,
+}
+
+/// A verified id, and whether a fallback key signed it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verified {
+    pub(crate) id: SessionId,
+    pub(crate) by_fallback: bool,
+}
+
+impl IdCodec {
+    pub(crate) fn new(name: String, current: Key, fallbacks: Vec<Key>) -> Self {
+        let mut keys = vec![current];
+        keys.extend(fallbacks);
+        Self { name, keys }
+    }
+
+    fn mac(&self, key: &Key, id: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(key.signing()).expect("HMAC takes any key length");
+        mac.update(LABEL);
+        mac.update(self.name.as_bytes());
+        mac.update(&[0]);
+        mac.update(id);
+        mac
+    }
+
+    /// The signed value for `id`, under the current key only (S9).
+    pub(crate) fn sign(&self, id: &SessionId) -> String {
+        let mut raw = Vec::with_capacity(MAX_ID_BYTES + MAC_LEN);
+        raw.extend_from_slice(id.expose_bytes());
+        raw.extend_from_slice(
+            &self
+                .mac(&self.keys[0], id.expose_bytes())
+                .finalize()
+                .into_bytes(),
+        );
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The id in `value` if its MAC verifies under one of our keys.
+    pub(crate) fn verify(&self, value: &[u8]) -> Option<Verified> {
+        if !(MIN_VALUE_LEN..=MAX_VALUE_LEN).contains(&value.len()) {
+            return None;
+        }
+        let mut raw = [0u8; MAX_ID_BYTES + MAC_LEN];
+        let len = URL_SAFE_NO_PAD.decode_slice(value, &mut raw).ok()?;
+        let (id, tag) = raw[..len].split_at(len.checked_sub(MAC_LEN)?);
+        let id = SessionId::from_bytes(id)?;
+        // Every key is tried, so timing tells nothing about which one matched.
+        let mut matched = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            if self.mac(key, id.expose_bytes()).verify_slice(tag).is_ok() && matched.is_none() {
+                matched = Some(index);
+            }
+        }
+        matched.map(|index| Verified {
+            id,
+            by_fallback: index > 0,
+        })
+    }
+}
+
+/// Every value of every cookie named exactly `name`, across all `Cookie`
+/// header fields (S19, S20, S22), in order.
+///
+/// Works on bytes: a neighbour cookie with non-ASCII bytes, bad
+/// percent-encoding or stray quotes is skipped over, never an error (S21).
+/// The `cookie` crate's parser takes `&str` only, so a header with one
+/// non-UTF-8 byte would hide every cookie in it.
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+            (key == name.as_bytes()).then_some(value)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn codec(name: &str) -> IdCodec {
+        IdCodec::new(name.into(), Key::try_from(&[1u8; 32][..]).unwrap(), vec![])
+    }
+
+    #[test]
+    fn s41_short_keys_are_refused() {
+        assert_eq!(
+            Key::try_from(&[0u8; 31][..]),
+            Err(ConfigError::KeyTooShort { len: 31 })
+        );
+        assert!(Key::from_base64("c2hvcnQ=").is_err());
+        let long = URL_SAFE_NO_PAD.encode([9u8; 48]);
+        assert!(Key::from_base64(&long).is_ok());
+    }
+
+    #[test]
+    fn s9_fallback_keys_verify_and_only_the_current_key_signs() {
+        let old = Key::try_from(&[1u8; 32][..]).unwrap();
+        let new = Key::try_from(&[2u8; 32][..]).unwrap();
+        let id = SessionId::generate();
+        let old_value = IdCodec::new("id".into(), old.clone(), vec![]).sign(&id);
+        let rotated = IdCodec::new("id".into(), new.clone(), vec![old.clone()]);
+        let verified = rotated.verify(old_value.as_bytes()).unwrap();
+        assert!(verified.by_fallback);
+        assert_eq!(verified.id, id);
+        let new_value = rotated.sign(&id);
+        assert!(!rotated.verify(new_value.as_bytes()).unwrap().by_fallback);
+        // A key that is no longer listed is rejected.
+        assert!(IdCodec::new("id".into(), new, vec![])
+            .verify(old_value.as_bytes())
+            .is_none());
+    }
+
+    #[test]
+    fn s10_a_value_signed_for_another_name_is_rejected() {
+        let id = SessionId::generate();
+        let value = codec("other").sign(&id);
+        assert!(codec("id").verify(value.as_bytes()).is_none());
+        assert!(codec("other").verify(value.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn s16_values_are_base64url() {
+        let value = codec("id").sign(&SessionId::generate());
+        assert_eq!(value.len(), 64);
+        assert!(value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn s19_s21_s22_cookie_parsing() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"a=\xff\xfe; id=one; x=\"unbalanced").unwrap(),
+        );
+        headers.append(
+            COOKIE,
+            HeaderValue::from_static("ID=upper; id =two;  id=three"),
+        );
+        headers.append(COOKIE, HeaderValue::from_static("%zz=%%; noequals; id"));
+        let found: Vec<_> = cookie_values(&headers, "id").collect();
+        assert_eq!(found, [&b"one"[..], b"two", b"three"]);
+        assert_eq!(cookie_values(&headers, "__Host-id").count(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn signed_ids_round_trip(bytes in proptest::collection::vec(any::<u8>(), 16..=32)) {
+            let id = SessionId::from_bytes(&bytes).unwrap();
+            let codec = codec("id");
+            let verified = codec.verify(codec.sign(&id).as_bytes()).unwrap();
+            prop_assert_eq!(verified.id, id);
+        }
+
+        #[test]
+        fn s7_any_changed_byte_is_rejected(pos in 0usize..64, replacement in any::<u8>()) {
+            let codec = codec("id");
+            let mut value = codec.sign(&SessionId::generate()).into_bytes();
+            prop_assume!(value[pos] != replacement);
+            value[pos] = replacement;
+            prop_assert!(codec.verify(&value).is_none());
+        }
+
+        #[test]
+        fn s7_truncated_values_are_rejected(cut in 0usize..64) {
+            let codec = codec("id");
+            let value = codec.sign(&SessionId::generate());
+            prop_assert!(codec.verify(&value.as_bytes()[..cut]).is_none());
+        }
+
+        #[test]
+        fn s7_garbage_never_panics(value in proptest::collection::vec(any::<u8>(), 0..10_240)) {
+            prop_assert!(codec("id").verify(&value).is_none());
+        }
+
+        #[test]
+        fn s21_garbage_headers_never_hide_or_fake_our_cookie(
+            noise in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let codec = codec("id");
+            let good = codec.sign(&SessionId::generate());
+            let mut headers = HeaderMap::new();
+            // Header values cannot hold CR, LF or NUL; anything else goes.
+            let noise: Vec<u8> = noise.into_iter().filter(|b| !matches!(b, b'\r' | b'\n' | 0 | 0x7f)).collect();
+            if let Ok(v) = HeaderValue::from_bytes(&noise) {
+                headers.append(COOKIE, v);
+            }
+            headers.append(COOKIE, HeaderValue::from_str(&format!("id={good}")).unwrap());
+            let verified: Vec<_> = cookie_values(&headers, "id").filter_map(|v| codec.verify(v)).collect();
+            prop_assert_eq!(verified.len(), 1);
+        }
+    }
+
+    #[test]
+    fn s7_a_10_kb_value_is_rejected() {
+        assert!(codec("id").verify(&[b'A'; 10 * 1024]).is_none());
+    }
+}
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only on same-site requests.
+    Strict,
+    /// Sent on same-site requests and top-level cross-site navigations: the
+    /// default, and what a sign-in that must survive a link from an email
+    /// needs.
+    Lax,
+    /// Sent on every request; needs `Secure` (S13).
+    None,
+}
+
+/// The attributes of the session cookie.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+}
+
+impl CookieConfig {
+    /// Checks the rules of RFC 6265 and its prefixes (S13, S22).
+    pub(crate) fn validate(&self, secure_set_explicitly: bool) -> Result<(), ConfigError> {
+        // token = 1*<any CHAR except CTLs or separators>
+        let is_token = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
+        if self.name.is_empty() || !self.name.bytes().all(is_token) {
+            return Err(ConfigError::InvalidCookieName);
+        }
+        let attribute_safe = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+        if !self.path.starts_with('/') || !attribute_safe(&self.path) {
+            return Err(ConfigError::InvalidPath);
+        }
+        if let Some(domain) = &self.domain {
+            if domain.is_empty() || !attribute_safe(domain) {
+                return Err(ConfigError::InvalidDomain);
+            }
+        }
+        let host = self.name.starts_with("__Host-");
+        if (host || self.name.starts_with("__Secure-")) && !self.secure && secure_set_explicitly {
+            return Err(ConfigError::PrefixNeedsSecure);
+        }
+        if host && (self.domain.is_some() || self.path != "/") {
+            return Err(ConfigError::HostPrefixRules);
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
+        }
+        Ok(())
+    }
+
+    fn base(&self, value: String) -> cookie::Cookie<'static> {
+        let mut c = cookie::Cookie::new(self.name.clone(), value);
+        c.set_path(self.path.clone());
+        if let Some(domain) = &self.domain {
+            c.set_domain(domain.clone());
+        }
+        c.set_secure(self.secure);
+        c.set_http_only(self.http_only);
+        c.set_same_site(match self.same_site {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        });
+        c
+    }
+
+    /// The `Set-Cookie` value for a signed id; `max_age` `None` for a
+    /// browser session (S14). `Expires` repeats `Max-Age` for old clients.
+    pub(crate) fn set_cookie(
+        &self,
+        value: String,
+        max_age: Option<time::Duration>,
+        now: time::OffsetDateTime,
+    ) -> String {
+        let mut c = self.base(value);
+        if let Some(age) = max_age {
+            c.set_max_age(age);
+            c.set_expires(now + age);
+        }
+        c.to_string()
+    }
+
+    /// The `Set-Cookie` value that removes the cookie: same name, path,
+    /// domain and flags, empty value, `Max-Age=0`, `Expires` in the past (S18).
+    pub(crate) fn removal(&self) -> String {
+        let mut c = self.base(String::new());
+        c.make_removal();
+        c.to_string()
+    }
+}

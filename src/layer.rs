@@ -1,0 +1,94 @@
+//! [`SessionLayer`]: the middleware, as a tower [`Layer`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tower_layer::Layer;
+
+use crate::clock::Clock;
+use crate::config::SessionLayerBuilder;
+use crate::cookie::{CookieConfig, IdCodec, Key};
+use crate::expiry::Expiry;
+use crate::id::IdSource;
+use crate::service::SessionService;
+use crate::store::SessionStore;
+
+/// Gives every request a [`Session`](crate::Session).
+///
+/// Built once with [`SessionLayer::builder`]; cloning is cheap (one `Arc`).
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use session_layer::{Key, MemoryStore, Session, SessionLayer};
+///
+/// async fn count(session: Session) -> Result<String, session_layer::SessionError> {
+///     let n: u64 = session.get("n")?.unwrap_or(0) + 1;
+///     session.insert("n", n)?;
+///     Ok(format!("visit {n}"))
+/// }
+///
+/// let layer = SessionLayer::builder(MemoryStore::new(), Key::generate()).build().unwrap();
+/// let app: Router = Router::new().route("/", get(count)).layer(layer);
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+/// What every request of one layer shares.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) codec: IdCodec,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: Expiry,
+    pub(crate) refresh_after: f64,
+    pub(crate) save_on_server_error: bool,
+    pub(crate) store_timeout: Duration,
+    pub(crate) error_status: StatusCode,
+    pub(crate) ids: IdSource,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl SessionLayer {
+    /// Starts a layer on `store`, signing ids with `key`. See
+    /// [`SessionLayerBuilder`] for the settings and their defaults.
+    pub fn builder(store: impl SessionStore, key: Key) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(Arc::new(store), key)
+    }
+
+    pub(crate) fn from_shared(shared: Shared) -> Self {
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService::new(inner, self.shared.clone())
+    }
+}
+
+impl fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No key material: the codec's keys have redacted Debug anyway.
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .field("cookie", &self.cookie)
+            .field("expiry", &self.expiry)
+            .field("store_timeout", &self.store_timeout)
+            .finish_non_exhaustive()
+    }
+}

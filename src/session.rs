@@ -1,0 +1,298 @@
+//! [`Session`]: the handle a handler reads and changes the session through.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::error::SessionError;
+use crate::expiry::Expiry;
+use crate::id::{IdHash, SessionId};
+use crate::store::Data;
+
+/// The session of the current request.
+///
+/// The layer puts one in the request's extensions; with the `axum` feature
+/// it is also an extractor. Cloning is cheap and every clone is the same
+/// session. Methods are synchronous and hold a lock only for the call, never
+/// across an `.await`, so several handles in one handler cannot deadlock.
+/// Changes are written to the store once the handler has returned and
+/// before the response leaves; changes made after that are not saved.
+///
+/// ```
+/// # fn demo(session: session_layer::Session) -> Result<(), session_layer::SessionError> {
+/// let visits: u64 = session.get("visits")?.unwrap_or(0);
+/// session.insert("visits", visits + 1)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Mutex<State>>,
+}
+
+/// The session that a request found in the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) id: SessionId,
+    pub(crate) hash: IdHash,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) last_active: OffsetDateTime,
+    pub(crate) expires_at: OffsetDateTime,
+    /// The id came under a fallback key and is to be re-signed (S9).
+    pub(crate) resign: bool,
+}
+
+/// Everything one request did to its session; the response path reads it.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) loaded: Option<Loaded>,
+    pub(crate) data: Data,
+    /// Keys inserted or removed since loading (and since `clear`).
+    pub(crate) dirty: Vec<String>,
+    pub(crate) cleared: bool,
+    pub(crate) cycle: bool,
+    pub(crate) destroyed: bool,
+    pub(crate) expiry: Option<Expiry>,
+    pub(crate) expiry_changed: bool,
+    /// A handler looked at the session: the response varies by cookie (S38).
+    pub(crate) accessed: bool,
+    pub(crate) default_expiry: Expiry,
+    pub(crate) now: Option<OffsetDateTime>,
+}
+
+impl State {
+    /// Whether the handler changed data or expiry.
+    pub(crate) fn modified(&self) -> bool {
+        !self.dirty.is_empty() || self.cleared || self.expiry_changed
+    }
+
+    pub(crate) fn effective_expiry(&self) -> Expiry {
+        self.expiry.unwrap_or(self.default_expiry)
+    }
+
+    fn mark_dirty(&mut self, key: &str) {
+        if !self.dirty.iter().any(|k| k == key) {
+            self.dirty.push(key.to_owned());
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(state: State) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// Locks for one synchronous step. A panic in another handle's call
+    /// cannot leave the state half-changed, so a poisoned lock is usable.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> MutexGuard<'_, State> {
+        let mut state = self.state();
+        state.accessed = true;
+        state
+    }
+
+    /// Takes the request's state out for the response path.
+    pub(crate) fn take_state(&self) -> State {
+        std::mem::take(&mut *self.state())
+    }
+
+    /// The value under `key`, deserialized; `Ok(None)` if there is none, an
+    /// error if it has another type.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        self.read()
+            .data
+            .get(key)
+            .map(|v| T::deserialize(v).map_err(SessionError::deserialize))
+            .transpose()
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.read().data.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`. Setting the value a key already has
+    /// changes nothing and writes nothing.
+    pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(SessionError::serialize)?;
+        let mut state = self.read();
+        if state.data.get(key) != Some(&value) {
+            state.data.insert(key.to_owned(), value);
+            state.mark_dirty(key);
+        }
+        Ok(())
+    }
+
+    /// Removes `key`, returning its value if it had one.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        let mut state = self.read();
+        let old = state.data.remove(key);
+        if old.is_some() {
+            state.mark_dirty(key);
+        }
+        old
+    }
+
+    /// Removes every key. The session itself (id, expiry) stays.
+    pub fn clear(&self) {
+        let mut state = self.read();
+        if !state.data.is_empty() || state.loaded.is_some() {
+            state.data.clear();
+            state.dirty.clear();
+            state.cleared = true;
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.read().data.contains_key(key)
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.read().data.keys().cloned().collect()
+    }
+
+    /// Whether the session holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.read().data.is_empty()
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.read().data.len()
+    }
+
+    /// The hash of the session's id (safe to log or show), or `None` for a
+    /// session that is not stored yet. After [`cycle_id`](Self::cycle_id)
+    /// the new id exists only once the response is on its way.
+    pub fn id(&self) -> Option<IdHash> {
+        self.read().loaded.as_ref().map(|l| l.hash)
+    }
+
+    /// Gives the session a new id, keeping its data; the old id stops
+    /// working. Call it on every privilege change: sign-in (also a repeated
+    /// sign-in of the same user), sign-out to a lower role, sudo (S24). This
+    /// is what defeats session fixation.
+    pub fn cycle_id(&self) {
+        let mut state = self.read();
+        if !state.destroyed {
+            state.cycle = true;
+        }
+    }
+
+    /// Ends the session: the record is deleted and the client is told to
+    /// drop the cookie (S25). Values inserted afterwards in the same request
+    /// start a new session with a new id.
+    pub fn destroy(&self) {
+        let mut state = self.read();
+        state.destroyed = true;
+        state.cycle = false;
+        state.cleared = false;
+        state.data.clear();
+        state.dirty.clear();
+    }
+
+    /// Gives this session its own expiry (e.g. "remember me"); `None` goes
+    /// back to the layer's. Kept in the record for later requests.
+    pub fn set_expiry(&self, expiry: Option<Expiry>) {
+        let mut state = self.read();
+        if state.expiry != expiry {
+            state.expiry = expiry;
+            state.expiry_changed = true;
+        }
+    }
+
+    /// The expiry policy in force for this session.
+    pub fn expiry(&self) -> Expiry {
+        self.read().effective_expiry()
+    }
+
+    /// When the session will end if nothing else happens; `None` when
+    /// there is no stored session and nothing to store.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        let state = self.read();
+        let now = state.now?;
+        let expiry = state.effective_expiry();
+        match &state.loaded {
+            Some(l) if !state.destroyed && !state.modified() => Some(l.expires_at),
+            Some(l) if !state.destroyed => Some(expiry.deadline(l.created_at, now)),
+            _ if !state.data.is_empty() => Some(expiry.deadline(now, now)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Session")
+            .field("id", &state.loaded.as_ref().map(|l| l.hash))
+            .field("keys", &state.data.len())
+            .field("modified", &state.modified())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new(State::default())
+    }
+
+    #[test]
+    fn typed_access_and_serde_errors() {
+        let s = session();
+        s.insert("n", 3u32).unwrap();
+        assert_eq!(s.get::<u32>("n").unwrap(), Some(3));
+        assert!(s.get::<String>("n").is_err());
+        assert_eq!(s.get::<u32>("missing").unwrap(), None);
+        assert_eq!(s.keys(), ["n"]);
+        assert!(s.contains_key("n") && !s.is_empty() && s.len() == 1);
+        assert_eq!(s.remove("n"), Some(Value::from(3)));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn setting_the_same_value_is_no_change() {
+        let mut state = State::default();
+        state.data.insert("n".into(), 1.into());
+        let s = Session::new(state);
+        s.insert("n", 1).unwrap();
+        assert!(!s.take_state().modified());
+    }
+
+    #[test]
+    fn two_handles_share_one_state_without_deadlock() {
+        let a = session();
+        let b = a.clone();
+        a.insert("k", "v").unwrap();
+        // A read through one handle while the other's value is alive.
+        let from_b: Option<String> = b.get("k").unwrap();
+        a.insert("k2", from_b).unwrap();
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn destroy_then_insert_starts_over() {
+        let s = session();
+        s.insert("a", 1).unwrap();
+        s.cycle_id();
+        s.destroy();
+        s.cycle_id();
+        s.insert("flash", "bye").unwrap();
+        let state = s.take_state();
+        assert!(state.destroyed && !state.cycle);
+        assert_eq!(state.dirty, ["flash"]);
+    }
+}

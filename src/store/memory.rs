@@ -1,0 +1,309 @@
+//! [`MemoryStore`]: sessions in this process's memory.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{Changes, Data, Record, SessionStore};
+use crate::clock::{Clock, SystemClock};
+use crate::error::StoreError;
+use crate::expiry::Expiry;
+use crate::id::IdHash;
+
+/// Shards, each with its own lock: a request locks 1/64 of the table, and a
+/// shard's rehash while the table grows moves 1/64 of the entries.
+const SHARDS: usize = 64;
+/// How often (seconds) a write sweeps expired entries out of its shard.
+const SWEEP_EVERY: i64 = 60;
+
+/// Sessions in memory, for one process: development, tests, and apps that
+/// run as a single instance. Sessions are lost on restart.
+///
+/// Sharded (no global lock), compact (a small session costs about 150
+/// bytes: see BENCHMARKS.md), and it removes expired sessions by itself:
+/// each write sweeps its shard at most once a minute, and
+/// [`purge_expired`](SessionStore::purge_expired) sweeps everything.
+/// Cloning gives another handle to the same sessions.
+///
+/// ```
+/// use session_layer::{Key, MemoryStore, SessionLayer};
+///
+/// let layer = SessionLayer::builder(MemoryStore::new(), Key::generate()).build().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    entries: HashMap<[u8; 32], Entry, BuildHasherDefault<PrehashedHasher>>,
+    next_sweep: i64,
+}
+
+/// One session, compact: times as unix seconds, data as its JSON bytes.
+#[derive(Debug)]
+struct Entry {
+    created_at: i64,
+    last_active: i64,
+    expires_at: i64,
+    expiry: Option<Box<Expiry>>,
+    data: Box<[u8]>,
+}
+
+impl MemoryStore {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+
+    /// An empty store that reads the time from `clock` (tests share one
+    /// [`ManualClock`](crate::clock::ManualClock) with the layer).
+    pub fn with_clock(clock: impl Clock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                clock: Arc::new(clock),
+            }),
+        }
+    }
+
+    /// The number of sessions held, expired ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| lock(s).entries.len())
+            .sum()
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, id: &IdHash) -> MutexGuard<'_, Shard> {
+        // The hasher reads the first bytes of the hash; the shard, the last.
+        lock(&self.inner.shards[usize::from(id.as_bytes()[31]) % SHARDS])
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now().unix_timestamp()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A poisoned shard only means a panic elsewhere while it was held; entries
+/// are replaced whole, so the data is still consistent.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shard {
+    fn live(&mut self, id: &IdHash, now: i64) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(id.as_bytes())
+            .filter(|e| e.expires_at > now)
+    }
+
+    fn sweep_if_due(&mut self, now: i64) {
+        if now >= self.next_sweep {
+            self.entries.retain(|_, e| e.expires_at > now);
+            self.next_sweep = now + SWEEP_EVERY;
+        }
+    }
+}
+
+impl Entry {
+    fn encode(record: &Record) -> Result<Self, StoreError> {
+        Ok(Self {
+            created_at: record.created_at.unix_timestamp(),
+            last_active: record.last_active.unix_timestamp(),
+            expires_at: record.expires_at.unix_timestamp(),
+            expiry: record.expiry.map(Box::new),
+            data: serde_json::to_vec(&record.data)
+                .map_err(StoreError::backend)?
+                .into_boxed_slice(),
+        })
+    }
+
+    fn decode(&self) -> Result<Record, StoreError> {
+        let time = |t| OffsetDateTime::from_unix_timestamp(t).map_err(StoreError::decode);
+        Ok(Record {
+            data: serde_json::from_slice(&self.data).map_err(StoreError::decode)?,
+            created_at: time(self.created_at)?,
+            last_active: time(self.last_active)?,
+            expires_at: time(self.expires_at)?,
+            expiry: self.expiry.as_deref().copied(),
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
+        let entry = Entry::encode(record)?;
+        let now = self.now();
+        let mut shard = self.shard(id);
+        shard.sweep_if_due(now);
+        if shard.live(id, now).is_some() {
+            return Ok(false);
+        }
+        shard.entries.insert(*id.as_bytes(), entry);
+        Ok(true)
+    }
+
+    async fn load(&self, id: &IdHash) -> Result<Option<Record>, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(id);
+        shard.live(id, now).map(|e| e.decode()).transpose()
+    }
+
+    async fn save(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(id);
+        let Some(entry) = shard.live(id, now) else {
+            return Ok(false);
+        };
+        let mut data: Data = if changes.cleared {
+            Data::new()
+        } else {
+            serde_json::from_slice(&entry.data).map_err(StoreError::decode)?
+        };
+        for key in &changes.removed {
+            data.remove(key);
+        }
+        for (key, value) in &changes.set {
+            data.insert(key.clone(), value.clone());
+        }
+        entry.data = serde_json::to_vec(&data)
+            .map_err(StoreError::backend)?
+            .into_boxed_slice();
+        entry.last_active = changes.last_active.unix_timestamp();
+        entry.expires_at = changes.expires_at.unix_timestamp();
+        entry.expiry = changes.expiry.map(Box::new);
+        Ok(true)
+    }
+
+    async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
+        self.shard(id).entries.remove(id.as_bytes());
+        Ok(())
+    }
+
+    async fn touch(
+        &self,
+        id: &IdHash,
+        last_active: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(id);
+        Ok(match shard.live(id, now) {
+            Some(entry) => {
+                entry.last_active = last_active.unix_timestamp();
+                entry.expires_at = expires_at.unix_timestamp();
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        let mut purged = 0;
+        for shard in self.inner.shards.iter() {
+            let mut shard = lock(shard);
+            let before = shard.entries.len();
+            shard.entries.retain(|_, e| e.expires_at > now);
+            shard.next_sweep = now + SWEEP_EVERY;
+            purged += (before - shard.entries.len()) as u64;
+        }
+        Ok(purged)
+    }
+}
+
+/// Keys are SHA-256 outputs, already uniform: the hasher takes their first
+/// eight bytes instead of hashing them again.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as one 32-byte write.
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::id::SessionId;
+    use time::Duration;
+
+    fn record(now: OffsetDateTime, ttl: Duration) -> Record {
+        Record {
+            data: Data::from_iter([("n".to_owned(), 1.into())]),
+            created_at: now,
+            last_active: now,
+            expires_at: now + ttl,
+            expiry: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_swept_by_later_writes() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(clock.clone());
+        for _ in 0..200 {
+            let id = SessionId::generate().hash();
+            assert!(store
+                .create(&id, &record(clock.now(), Duration::minutes(1)))
+                .await
+                .unwrap());
+        }
+        assert_eq!(store.len(), 200);
+        clock.advance(Duration::minutes(5));
+        // Each shard sweeps on its next write; 2000 writes reach every shard.
+        for _ in 0..2000 {
+            let id = SessionId::generate().hash();
+            store
+                .create(&id, &record(clock.now(), Duration::minutes(1)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.len(), 2000);
+        clock.advance(Duration::minutes(5));
+        assert_eq!(store.purge_expired().await.unwrap(), 2000);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn the_hasher_reads_the_prehashed_key() {
+        let mut h = PrehashedHasher::default();
+        std::hash::Hash::hash(&[1u8; 32], &mut h);
+        assert_ne!(h.finish(), 0);
+    }
+}
