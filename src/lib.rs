@@ -77,3 +77,8 @@ pub use session::Session;
 #[cfg(feature = "memory-store")]
 pub use store::memory::MemoryStore;
 pub use store::SessionStore;
+
+/// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
