@@ -3,15 +3,96 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::header::AUTHORIZATION;
+use http::{HeaderName, StatusCode};
 
 use crate::clock::{Clock, SystemClock};
 use crate::cookie::{CookieConfig, IdCodec, Key, SameSite};
 use crate::error::ConfigError;
 use crate::expiry::Expiry;
 use crate::id::{IdGenerator, IdSource, MIN_ID_BYTES};
-use crate::layer::{SessionLayer, Shared};
+use crate::layer::{Backend, SessionLayer, Shared};
+use crate::store::cookie::CookieStore;
 use crate::store::SessionStore;
+
+/// Where the client carries the session: a cookie (the default) or a
+/// request header (tokens, for APIs and mobile apps, S40).
+///
+/// With a header, the id is read only from that header (never from a
+/// cookie, the URL or the body, S11); a response that creates or cycles a
+/// session carries the new signed token in the response header, and one
+/// that destroys it carries that header with an empty value. No cookie is
+/// ever set. The token is signed for the header's name, so a cookie value
+/// cannot stand in for a token or the other way round.
+///
+/// ```
+/// use session_layer::{Key, MemoryStore, SessionLayer, Transport};
+///
+/// // `Authorization: Bearer <token>` in; `x-session-token: <token>` out.
+/// let api = SessionLayer::builder(MemoryStore::new(), Key::generate())
+///     .transport(Transport::bearer())
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// The session cookie.
+    Cookie,
+    /// A request header carries the token; `response` carries new tokens.
+    Header {
+        /// The request header. `Authorization` means `Bearer <token>`.
+        request: HeaderName,
+        /// The response header for new tokens and the removal signal.
+        response: HeaderName,
+    },
+}
+
+impl Transport {
+    /// The response header [`Transport::bearer`] answers with.
+    pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-session-token");
+
+    /// The same named header in both directions, e.g. `x-session-token`.
+    pub fn header(name: HeaderName) -> Self {
+        Self::Header {
+            request: name.clone(),
+            response: name,
+        }
+    }
+
+    /// `Authorization: Bearer <token>` in, [`Transport::TOKEN_HEADER`] out.
+    pub fn bearer() -> Self {
+        Self::Header {
+            request: AUTHORIZATION,
+            response: Self::TOKEN_HEADER,
+        }
+    }
+
+    /// The name that signed ids are bound to (S10).
+    pub(crate) fn binding<'a>(&'a self, cookie_name: &'a str) -> &'a str {
+        match self {
+            Self::Cookie => cookie_name,
+            Self::Header { request, .. } => request.as_str(),
+        }
+    }
+}
+
+/// What a layer keeps sessions in: any [`SessionStore`] (server-side
+/// sessions), or a [`CookieStore`] (cookie sessions). Made with `.into()`,
+/// which [`SessionLayer::builder`] calls for you.
+#[derive(Debug, Clone)]
+pub struct Storage(pub(crate) Backend);
+
+impl<S: SessionStore> From<S> for Storage {
+    fn from(store: S) -> Self {
+        Self(Backend::Store(Arc::new(store)))
+    }
+}
+
+impl From<CookieStore> for Storage {
+    fn from(store: CookieStore) -> Self {
+        Self(Backend::Cookie(store))
+    }
+}
 
 /// The settings of a [`SessionLayer`]. Start from
 /// [`SessionLayer::builder`]; every setter has a secure default:
@@ -29,6 +110,7 @@ use crate::store::SessionStore;
 /// | [`save_on_server_error`](Self::save_on_server_error) | `false` | a failed request changes nothing (S28) |
 /// | [`store_timeout`](Self::store_timeout) | 5 s | a stuck store never hangs a request (S36) |
 /// | [`error_status`](Self::error_status) | 500 | what the client sees when the store fails |
+/// | [`transport`](Self::transport) | cookie | [`Transport::bearer`] or a named header for APIs |
 ///
 /// Settings that cannot work together are refused by
 /// [`build`](Self::build) with a [`ConfigError`]:
@@ -46,7 +128,8 @@ use crate::store::SessionStore;
 #[derive(Debug)]
 #[must_use = "call `build` to get the layer"]
 pub struct SessionLayerBuilder {
-    store: Arc<dyn SessionStore>,
+    backend: Backend,
+    transport: Transport,
     key: Key,
     fallback_keys: Vec<Key>,
     cookie: CookieConfig,
@@ -61,9 +144,10 @@ pub struct SessionLayerBuilder {
 }
 
 impl SessionLayerBuilder {
-    pub(crate) fn new(store: Arc<dyn SessionStore>, key: Key) -> Self {
+    pub(crate) fn new(storage: Storage, key: Key) -> Self {
         Self {
-            store,
+            backend: storage.0,
+            transport: Transport::Cookie,
             key,
             fallback_keys: Vec::new(),
             cookie: CookieConfig {
@@ -172,6 +256,13 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Where the client carries the session id: cookie (default) or a
+    /// header (tokens).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// The clock that expiry is computed with.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -195,9 +286,14 @@ impl SessionLayerBuilder {
                 return Err(ConfigError::WeakIdGenerator { len });
             }
         }
-        let codec = IdCodec::new(self.cookie.name.clone(), self.key, self.fallback_keys);
+        if matches!(self.backend, Backend::Cookie(_)) && self.transport != Transport::Cookie {
+            return Err(ConfigError::CookieSessionsNeedCookies);
+        }
+        let binding = self.transport.binding(&self.cookie.name).to_owned();
+        let codec = IdCodec::new(binding, self.key, self.fallback_keys);
         Ok(SessionLayer::from_shared(Shared {
-            store: self.store,
+            backend: self.backend,
+            transport: self.transport,
             codec,
             cookie: self.cookie,
             expiry: self.expiry,
@@ -260,6 +356,11 @@ mod tests {
         );
         assert!(builder().cookie_name("__Host-id").build().is_ok());
         assert!(builder().same_site(SameSite::None).build().is_ok());
+        let cookie_sessions = SessionLayer::builder(CookieStore::new(), Key::generate());
+        assert_eq!(
+            e(cookie_sessions.transport(Transport::bearer())),
+            ConfigError::CookieSessionsNeedCookies
+        );
     }
 
     #[test]

@@ -122,6 +122,11 @@ impl IdCodec {
         mac
     }
 
+    /// The current key first, then the fallbacks.
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
     /// The signed value for `id`, under the current key only (S9).
     pub(crate) fn sign(&self, id: &SessionId) -> String {
         let mut raw = Vec::with_capacity(MAX_ID_BYTES + MAC_LEN);

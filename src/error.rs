@@ -112,28 +112,27 @@ pub enum SessionErrorKind {
 
 /// An error from a [`Session`](crate::Session) method. With the `axum`
 /// feature it is also a response (500), so handlers can use `?`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SessionError {
     kind: SessionErrorKind,
-    source: Option<serde_json::Error>,
+    source: Option<Arc<serde_json::Error>>,
 }
 
 impl SessionError {
     pub(crate) fn serialize(source: serde_json::Error) -> Self {
         Self {
             kind: SessionErrorKind::Serialize,
-            source: Some(source),
+            source: Some(Arc::new(source)),
         }
     }
 
     pub(crate) fn deserialize(source: serde_json::Error) -> Self {
         Self {
             kind: SessionErrorKind::Deserialize,
-            source: Some(source),
+            source: Some(Arc::new(source)),
         }
     }
 
-    #[allow(dead_code)] // used by cookie sessions
     pub(crate) fn too_large() -> Self {
         Self {
             kind: SessionErrorKind::TooLarge,
@@ -159,7 +158,9 @@ impl fmt::Display for SessionError {
 
 impl StdError for SessionError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -194,6 +195,9 @@ pub enum ConfigError {
     InvalidHeaderName,
     /// A timeout or fraction is out of range.
     InvalidDuration,
+    /// A [`CookieStore`](crate::store::CookieStore) layer must use the
+    /// cookie transport.
+    CookieSessionsNeedCookies,
 }
 
 impl fmt::Display for ConfigError {
@@ -223,6 +227,9 @@ impl fmt::Display for ConfigError {
             }
             Self::InvalidHeaderName => f.write_str("token header name is not a valid header name"),
             Self::InvalidDuration => f.write_str("timeout or fraction is out of range"),
+            Self::CookieSessionsNeedCookies => {
+                f.write_str("cookie sessions travel only in a cookie, not in a token header")
+            }
         }
     }
 }

@@ -8,11 +8,12 @@ use http::StatusCode;
 use tower_layer::Layer;
 
 use crate::clock::Clock;
-use crate::config::SessionLayerBuilder;
+use crate::config::{SessionLayerBuilder, Storage, Transport};
 use crate::cookie::{CookieConfig, IdCodec, Key};
 use crate::expiry::Expiry;
 use crate::id::IdSource;
 use crate::service::SessionService;
+use crate::store::cookie::CookieStore;
 use crate::store::SessionStore;
 
 /// Gives every request a [`Session`](crate::Session).
@@ -39,7 +40,8 @@ pub struct SessionLayer {
 
 /// What every request of one layer shares.
 pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) backend: Backend,
+    pub(crate) transport: Transport,
     pub(crate) codec: IdCodec,
     pub(crate) cookie: CookieConfig,
     pub(crate) expiry: Expiry,
@@ -51,11 +53,21 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
+/// Where a layer's sessions live.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// Server-side sessions: the client holds a signed id.
+    Store(Arc<dyn SessionStore>),
+    /// Cookie sessions: the client holds the sealed session.
+    Cookie(CookieStore),
+}
+
 impl SessionLayer {
-    /// Starts a layer on `store`, signing ids with `key`. See
+    /// Starts a layer on `store` (any [`SessionStore`], or a
+    /// [`CookieStore`] for cookie sessions), signing with `key`. See
     /// [`SessionLayerBuilder`] for the settings and their defaults.
-    pub fn builder(store: impl SessionStore, key: Key) -> SessionLayerBuilder {
-        SessionLayerBuilder::new(Arc::new(store), key)
+    pub fn builder(store: impl Into<Storage>, key: Key) -> SessionLayerBuilder {
+        SessionLayerBuilder::new(store.into(), key)
     }
 
     pub(crate) fn from_shared(shared: Shared) -> Self {
@@ -85,7 +97,8 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // No key material: the codec's keys have redacted Debug anyway.
         f.debug_struct("Shared")
-            .field("store", &self.store)
+            .field("backend", &self.backend)
+            .field("transport", &self.transport)
             .field("cookie", &self.cookie)
             .field("expiry", &self.expiry)
             .field("store_timeout", &self.store_timeout)

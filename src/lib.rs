@@ -63,7 +63,7 @@ mod service;
 mod session;
 pub mod store;
 
-pub use config::SessionLayerBuilder;
+pub use config::{SessionLayerBuilder, Storage, Transport};
 pub use cookie::{Key, SameSite};
 pub use error::{ConfigError, SessionError, SessionErrorKind, StoreError, StoreErrorKind};
 pub use expiry::{Expiry, MAX_COOKIE_AGE};

@@ -6,20 +6,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use tower_service::Service;
 
 use crate::clock::now_seconds;
+use crate::config::Transport;
 use crate::cookie::cookie_values;
-use crate::error::{StoreError, StoreErrorKind};
+use crate::error::{SessionError, StoreError, StoreErrorKind};
 use crate::expiry::Expiry;
 use crate::future::ResponseFuture;
 use crate::id::{IdHash, SessionId};
-use crate::layer::Shared;
+use crate::layer::{Backend, Shared};
 use crate::session::{Loaded, Session, State};
-use crate::store::{Changes, Data, Record};
+use crate::store::cookie::{max_data, seal, unseal, CookieStore};
+use crate::store::{Changes, Data, Record, SessionStore};
 
 /// At most this many verified ids of one request are looked up (S20); a
 /// client holds one or two, and every one of them costs a store call.
@@ -77,6 +79,10 @@ where
     let mut state = State {
         default_expiry: shared.expiry,
         now: Some(now),
+        max_data: match shared.backend {
+            Backend::Cookie(_) => Some(max_data(&shared.cookie.name)),
+            Backend::Store(_) => None,
+        },
         ..State::default()
     };
     match shared.load(req.headers(), now).await {
@@ -86,7 +92,7 @@ where
             state.expiry = record.expiry;
         }
         Ok(None) => {}
-        Err(error) => return Ok(shared.error_response(error)),
+        Err(error) => return Ok(shared.error_response(error.into())),
     }
     let session = Session::new(state);
     req.extensions_mut().insert(session.clone());
@@ -96,19 +102,68 @@ where
     let state = session.take_state();
     let accessed = state.accessed;
     let mut res = match shared.commit(state, res.status(), now).await {
-        Ok(cookie) => {
+        Ok(outgoing) => {
             let mut res = res;
-            if let Some(cookie) = cookie {
-                shared.set_cookie(res.headers_mut(), cookie);
+            if let Some(outgoing) = outgoing {
+                shared.send(res.headers_mut(), outgoing, now);
             }
             res
         }
         Err(error) => shared.error_response(error),
     };
     if accessed {
-        add_vary_cookie(res.headers_mut());
+        shared.add_vary(res.headers_mut());
     }
     Ok(res)
+}
+
+/// What the response tells the client about its session.
+#[derive(Debug)]
+enum Outgoing {
+    /// A signed id (server-side sessions).
+    Id {
+        id: SessionId,
+        max_age: Option<Duration>,
+    },
+    /// A sealed session (cookie sessions).
+    Sealed {
+        value: String,
+        max_age: Option<Duration>,
+    },
+    /// Drop the cookie or token.
+    Removal,
+}
+
+/// What the response path does, decided once for both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// No write, no cookie (S23).
+    Nothing,
+    /// A brand-new session under a fresh id.
+    Create,
+    /// End the loaded session; start a new one if data was set after `destroy`.
+    End { then_create: bool },
+    /// New id, same data and creation time (S24).
+    Cycle,
+    /// Apply the request's changes (S34).
+    Save,
+    /// Extend the idle window of a read-only session (S32).
+    Touch,
+    /// Re-issue under the current key (S9).
+    Resign,
+}
+
+/// The response path failed: the store, or a cookie session too large.
+#[derive(Debug)]
+enum CommitError {
+    Store(StoreError),
+    Session(SessionError),
+}
+
+impl From<StoreError> for CommitError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
 }
 
 impl Shared {
@@ -122,30 +177,71 @@ impl Shared {
             .map_err(|_| StoreError::timeout())?
     }
 
-    /// Finds the first candidate id that resolves to a live session (S6-S8,
-    /// S19-S22). Unverified values never reach the store.
+    /// The values the client sent in our transport, in order: every cookie
+    /// of our name (S19-S22), or every token header. Nothing else is read:
+    /// not the URL, not the body, not the other transport (S11).
+    fn candidates<'a>(&'a self, headers: &'a HeaderMap) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (cookies, tokens) = match &self.transport {
+            Transport::Cookie => (Some(cookie_values(headers, &self.cookie.name)), None),
+            Transport::Header { request, .. } => {
+                (None, Some((request, headers.get_all(request).iter())))
+            }
+        };
+        let tokens = tokens.into_iter().flat_map(|(name, values)| {
+            let bearer = *name == AUTHORIZATION;
+            values.filter_map(move |v| {
+                let v = v.as_bytes().trim_ascii();
+                if !bearer {
+                    return Some(v);
+                }
+                let (scheme, token) = v.split_at(v.iter().position(|&b| b == b' ')?);
+                scheme
+                    .eq_ignore_ascii_case(b"bearer")
+                    .then(|| token.trim_ascii())
+            })
+        });
+        cookies.into_iter().flatten().chain(tokens)
+    }
+
+    /// Finds the first candidate that resolves to a live session (S6-S8,
+    /// S20). Values that fail verification never reach the store (S7).
     async fn load(
         &self,
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<Option<(Loaded, Record)>, StoreError> {
         let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
-        let verified =
-            cookie_values(headers, &self.cookie.name).filter_map(|value| self.codec.verify(value));
-        for (slot, candidate) in verified.take(MAX_CANDIDATES).enumerate() {
-            let hash = candidate.id.hash();
+        let opened = self
+            .candidates(headers)
+            .filter_map(|value| match &self.backend {
+                Backend::Store(_) => self
+                    .codec
+                    .verify(value)
+                    .map(|v| (v.id, None, v.by_fallback)),
+                Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
+                    .map(|(id, record, key)| (id, Some(record), key > 0)),
+            });
+        for (slot, (id, sealed, by_fallback)) in opened.take(MAX_CANDIDATES).enumerate() {
+            let hash = id.hash();
             if tried.contains(&Some(hash)) {
                 continue;
             }
             tried[slot] = Some(hash);
-            let record = match self.call(self.store.load(&hash)).await {
-                Ok(Some(record)) => record,
-                Ok(None) => continue,
-                Err(error) if error.kind() == StoreErrorKind::Decode => {
-                    tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
-                    continue;
-                }
-                Err(error) => return Err(error),
+            let record = match (&self.backend, sealed) {
+                (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
+                    Some(revoked) if self.call(revoked.load(&hash)).await?.is_some() => continue,
+                    _ => record,
+                },
+                (Backend::Store(store), _) => match self.call(store.load(&hash)).await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => continue,
+                    Err(error) if error.kind() == StoreErrorKind::Decode => {
+                        tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                },
+                (Backend::Cookie(_), None) => continue,
             };
             // The record's own deadline, and never later than what the
             // current policy allows (a shortened timeout applies at once).
@@ -157,106 +253,208 @@ impl Shared {
                 continue;
             }
             let loaded = Loaded {
-                id: candidate.id,
+                id,
                 hash,
                 created_at: record.created_at,
                 last_active: record.last_active,
                 expires_at,
-                resign: candidate.by_fallback,
+                resign: by_fallback,
             };
             return Ok(Some((loaded, record)));
         }
         Ok(None)
     }
 
-    /// Writes what the request did to the store (S23-S28) and returns the
-    /// `Set-Cookie` value to send, if any. The response waits for this (S26).
+    /// What the request's session needs (S23-S28, S32, S9).
+    fn plan(&self, state: &State, now: OffsetDateTime) -> Plan {
+        let Some(loaded) = &state.loaded else {
+            // No stored session: store one only if the handler wrote (S23).
+            return if state.data.is_empty() {
+                Plan::Nothing
+            } else {
+                Plan::Create
+            };
+        };
+        // Destroyed, or emptied: a session without data is not kept (S25).
+        if state.destroyed || (state.data.is_empty() && (state.modified() || state.cycle)) {
+            return Plan::End {
+                then_create: !state.data.is_empty(),
+            };
+        }
+        if state.cycle {
+            Plan::Cycle
+        } else if state.modified() {
+            Plan::Save
+        } else if state
+            .effective_expiry()
+            .refresh_due(loaded.last_active, now, self.refresh_after)
+        {
+            Plan::Touch
+        } else if loaded.resign {
+            Plan::Resign
+        } else {
+            Plan::Nothing
+        }
+    }
+
+    /// Carries out the plan and says what to tell the client. The response
+    /// waits for this (S26); on 5xx nothing is saved by default (S28).
     async fn commit(
         &self,
         state: State,
         status: StatusCode,
         now: OffsetDateTime,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Outgoing>, CommitError> {
         if status.is_server_error() && !self.save_on_server_error {
             return Ok(None);
         }
-        let expiry = state.effective_expiry();
-        let Some(loaded) = state.loaded.clone() else {
-            // No stored session: store one only if the handler wrote (S23).
-            if state.data.is_empty() {
-                return Ok(None);
-            }
-            return self.create_cookie(state, expiry, now).await.map(Some);
-        };
-
-        // Destroyed, or emptied: a session without data is not kept (S25).
-        if state.destroyed || (state.data.is_empty() && (state.modified() || state.cycle)) {
-            self.call(self.store.delete(&loaded.hash)).await?;
-            if state.data.is_empty() {
-                return Ok(Some(self.cookie.removal()));
-            }
-            // Values set after `destroy`: a new session, with a new id.
-            return self.create_cookie(state, expiry, now).await.map(Some);
+        match self.plan(&state, now) {
+            Plan::Nothing => Ok(None),
+            plan => match &self.backend {
+                Backend::Store(store) => self.commit_stored(&**store, plan, state, now).await,
+                Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,
+            },
         }
-
-        let deadline = expiry.deadline(loaded.created_at, now);
-        if state.cycle {
-            // Same data and creation time (the absolute timeout still counts
-            // from the start) under a new id; the old id dies (S24).
-            let mut record = new_record(state.data, now, deadline, state.expiry);
-            record.created_at = loaded.created_at;
-            let id = self.create(record).await?;
-            self.call(self.store.delete(&loaded.hash)).await?;
-            return Ok(Some(self.cookie_for(&id, expiry, deadline, now)));
-        }
-
-        if state.modified() {
-            let send_cookie = expiry.is_persistent() || state.expiry_changed || loaded.resign;
-            let changes = changes(state, now, deadline);
-            if !self.call(self.store.save(&loaded.hash, &changes)).await? {
-                // Destroyed or rotated by another request meanwhile: it stays
-                // gone (S27). No cookie either: the other response's must win.
-                tracing::debug!(session = %loaded.hash, "session ended by another request; changes dropped");
-                return Ok(None);
-            }
-            return Ok(send_cookie.then(|| self.cookie_for(&loaded.id, expiry, deadline, now)));
-        }
-
-        // Read only: extend the idle window now and then (S32).
-        if expiry.refresh_due(loaded.last_active, now, self.refresh_after) {
-            let touched = self
-                .call(self.store.touch(&loaded.hash, now, deadline))
-                .await?;
-            let send_cookie = touched && (expiry.is_persistent() || loaded.resign);
-            return Ok(send_cookie.then(|| self.cookie_for(&loaded.id, expiry, deadline, now)));
-        }
-        // Signed under a fallback key: re-sign under the current one (S9).
-        Ok(loaded
-            .resign
-            .then(|| self.cookie_for(&loaded.id, expiry, loaded.expires_at, now)))
     }
 
-    /// Stores the request's data as a brand-new session and returns its cookie.
-    async fn create_cookie(
+    async fn commit_stored(
         &self,
+        store: &dyn SessionStore,
+        plan: Plan,
         state: State,
-        expiry: Expiry,
         now: OffsetDateTime,
-    ) -> Result<String, StoreError> {
-        let deadline = expiry.deadline(now, now);
-        let id = self
-            .create(new_record(state.data, now, deadline, state.expiry))
-            .await?;
-        Ok(self.cookie_for(&id, expiry, deadline, now))
+    ) -> Result<Option<Outgoing>, CommitError> {
+        let expiry = state.effective_expiry();
+        let loaded = state.loaded.clone();
+        let id_out = |id, deadline| Outgoing::Id {
+            id,
+            max_age: expiry.max_age(deadline, now),
+        };
+        let old = loaded.as_ref().map(|l| l.hash);
+        match (plan, loaded) {
+            (Plan::End { then_create: false }, _) => {
+                if let Some(old) = old {
+                    self.call(store.delete(&old)).await?;
+                }
+                Ok(Some(Outgoing::Removal))
+            }
+            (Plan::Create | Plan::End { .. }, _) => {
+                if let (Plan::End { .. }, Some(old)) = (plan, old) {
+                    self.call(store.delete(&old)).await?;
+                }
+                // Values set after `destroy` start over: new id, new times.
+                let deadline = expiry.deadline(now, now);
+                let id = self
+                    .create(
+                        store,
+                        new_record(state.data, now, now, deadline, state.expiry),
+                    )
+                    .await?;
+                Ok(Some(id_out(id, deadline)))
+            }
+            (Plan::Cycle, Some(loaded)) => {
+                // The absolute timeout still counts from the first creation.
+                let deadline = expiry.deadline(loaded.created_at, now);
+                let record = new_record(state.data, loaded.created_at, now, deadline, state.expiry);
+                let id = self.create(store, record).await?;
+                self.call(store.delete(&loaded.hash)).await?;
+                Ok(Some(id_out(id, deadline)))
+            }
+            (Plan::Save, Some(loaded)) => {
+                let deadline = expiry.deadline(loaded.created_at, now);
+                let send = expiry.is_persistent() || state.expiry_changed || loaded.resign;
+                if !self
+                    .call(store.save(&loaded.hash, &changes(state, now, deadline)))
+                    .await?
+                {
+                    // Destroyed or rotated by another request meanwhile: it
+                    // stays gone (S27), and no cookie: the other response's
+                    // cookie must win.
+                    tracing::debug!(session = %loaded.hash, "session ended by another request; changes dropped");
+                    return Ok(None);
+                }
+                Ok(send.then(|| id_out(loaded.id, deadline)))
+            }
+            (Plan::Touch, Some(loaded)) => {
+                let deadline = expiry.deadline(loaded.created_at, now);
+                let touched = self.call(store.touch(&loaded.hash, now, deadline)).await?;
+                let send = touched && (expiry.is_persistent() || loaded.resign);
+                Ok(send.then(|| id_out(loaded.id, deadline)))
+            }
+            (Plan::Resign, Some(loaded)) => Ok(Some(id_out(loaded.id, loaded.expires_at))),
+            (Plan::Nothing | Plan::Cycle | Plan::Save | Plan::Touch | Plan::Resign, _) => Ok(None),
+        }
+    }
+
+    /// Cookie sessions: every change is a new sealed cookie; ending a
+    /// session records it in the revocation list, if there is one.
+    async fn commit_sealed(
+        &self,
+        cookies: &CookieStore,
+        plan: Plan,
+        state: State,
+        now: OffsetDateTime,
+    ) -> Result<Option<Outgoing>, CommitError> {
+        let expiry = state.effective_expiry();
+        let Some(loaded) = state.loaded.clone() else {
+            return self.seal(
+                SessionId::generate(),
+                expiry,
+                new_record(
+                    state.data,
+                    now,
+                    now,
+                    expiry.deadline(now, now),
+                    state.expiry,
+                ),
+                now,
+            );
+        };
+        if matches!(plan, Plan::End { .. } | Plan::Cycle) {
+            if let Some(revoked) = &cookies.revocations {
+                let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
+                self.call(revoked.create(&loaded.hash, &marker)).await?;
+            }
+        }
+        let (id, created_at) = match plan {
+            Plan::End { then_create: false } => return Ok(Some(Outgoing::Removal)),
+            Plan::End { .. } => (SessionId::generate(), now),
+            Plan::Cycle => (SessionId::generate(), loaded.created_at),
+            _ => (loaded.id, loaded.created_at),
+        };
+        let deadline = expiry.deadline(created_at, now);
+        self.seal(
+            id,
+            expiry,
+            new_record(state.data, created_at, now, deadline, state.expiry),
+            now,
+        )
+    }
+
+    fn seal(
+        &self,
+        id: SessionId,
+        expiry: Expiry,
+        record: Record,
+        now: OffsetDateTime,
+    ) -> Result<Option<Outgoing>, CommitError> {
+        let max_age = expiry.max_age(record.expires_at, now);
+        let value = seal(&self.cookie.name, &self.codec.keys()[0], id, record)
+            .ok_or_else(|| CommitError::Session(SessionError::too_large()))?;
+        Ok(Some(Outgoing::Sealed { value, max_age }))
     }
 
     /// Stores `record` under a fresh id, insert-if-absent (S3).
-    async fn create(&self, record: Record) -> Result<SessionId, StoreError> {
+    async fn create(
+        &self,
+        store: &dyn SessionStore,
+        record: Record,
+    ) -> Result<SessionId, StoreError> {
         for _ in 0..CREATE_ATTEMPTS {
             let id = self.ids.next().ok_or_else(|| {
                 StoreError::backend("the id generator yielded fewer than 16 bytes")
             })?;
-            if self.call(self.store.create(&id.hash(), &record)).await? {
+            if self.call(store.create(&id.hash(), &record)).await? {
                 return Ok(id);
             }
             tracing::warn!("a new session id collided with a live one; trying another");
@@ -266,20 +464,51 @@ impl Shared {
         ))
     }
 
-    fn cookie_for(
-        &self,
-        id: &SessionId,
-        expiry: Expiry,
-        deadline: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> String {
-        self.cookie
-            .set_cookie(self.codec.sign(id), expiry.max_age(deadline, now), now)
+    /// Tells the client: one `Set-Cookie` of our name (S17), or the token
+    /// header (S40); and forbids caching the response (S37).
+    fn send(&self, headers: &mut HeaderMap, outgoing: Outgoing, now: OffsetDateTime) {
+        let (header, value) = match &self.transport {
+            Transport::Cookie => {
+                self.drop_our_set_cookies(headers);
+                let value = match outgoing {
+                    Outgoing::Id { id, max_age } => {
+                        self.cookie.set_cookie(self.codec.sign(&id), max_age, now)
+                    }
+                    Outgoing::Sealed { value, max_age } => {
+                        self.cookie.set_cookie(value, max_age, now)
+                    }
+                    Outgoing::Removal => self.cookie.removal(),
+                };
+                (SET_COOKIE, value)
+            }
+            Transport::Header { response, .. } => {
+                let value = match outgoing {
+                    Outgoing::Id { id, .. } => self.codec.sign(&id),
+                    Outgoing::Removal => String::new(),
+                    // Refused when the layer is built.
+                    Outgoing::Sealed { .. } => return,
+                };
+                (response.clone(), value)
+            }
+        };
+        match HeaderValue::try_from(value) {
+            Ok(value) => {
+                if header == SET_COOKIE {
+                    headers.append(header, value);
+                } else {
+                    headers.insert(header, value);
+                }
+            }
+            // Unreachable: names, paths and domains are checked at build
+            // time, and values are base64.
+            Err(error) => tracing::error!(%error, "session cookie is not a valid header value"),
+        }
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 
-    /// Adds our `Set-Cookie`, replacing any other of our name so there is
-    /// exactly one (S17), and forbids caching the response (S37).
-    fn set_cookie(&self, headers: &mut HeaderMap, cookie: String) {
+    /// Removes `Set-Cookie`s of our name that an inner layer or the handler
+    /// added, keeping every other cookie.
+    fn drop_our_set_cookies(&self, headers: &mut HeaderMap) {
         let ours = |v: &HeaderValue| {
             let name = v
                 .as_bytes()
@@ -300,49 +529,58 @@ impl Shared {
                 headers.append(SET_COOKIE, v);
             }
         }
-        match HeaderValue::try_from(cookie) {
-            Ok(value) => {
-                headers.append(SET_COOKIE, value);
-            }
-            // Unreachable: names, paths and domains are checked at build
-            // time, and values are base64url.
-            Err(error) => tracing::error!(%error, "session cookie is not a valid header value"),
-        }
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 
-    fn error_response<B: Default>(&self, error: StoreError) -> Response<B> {
-        tracing::error!(%error, source = ?std::error::Error::source(&error), "session store call failed");
+    /// The response depends on the session: caches must key on it (S38).
+    fn add_vary(&self, headers: &mut HeaderMap) {
+        let name = match &self.transport {
+            Transport::Cookie => "Cookie",
+            Transport::Header { request, .. } => request.as_str(),
+        };
+        let present = headers.get_all(VARY).iter().any(|v| {
+            v.to_str()
+                .map(|v| {
+                    v.split(',')
+                        .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case(name))
+                })
+                .unwrap_or(false)
+        });
+        if !present {
+            headers.append(
+                VARY,
+                HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("Cookie")),
+            );
+        }
+    }
+
+    fn error_response<B: Default>(&self, error: CommitError) -> Response<B> {
         let mut res = Response::new(B::default());
         *res.status_mut() = self.error_status;
-        res.extensions_mut().insert(error);
+        match error {
+            CommitError::Store(error) => {
+                tracing::error!(%error, source = ?std::error::Error::source(&error), "session store call failed");
+                res.extensions_mut().insert(error);
+            }
+            CommitError::Session(error) => {
+                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                tracing::error!(%error, "session could not be sent");
+                res.extensions_mut().insert(error);
+            }
+        }
         res
-    }
-}
-
-fn add_vary_cookie(headers: &mut HeaderMap) {
-    let present = headers.get_all(VARY).iter().any(|v| {
-        v.to_str()
-            .map(|v| {
-                v.split(',')
-                    .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case("cookie"))
-            })
-            .unwrap_or(false)
-    });
-    if !present {
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
     }
 }
 
 fn new_record(
     data: Data,
+    created_at: OffsetDateTime,
     now: OffsetDateTime,
     deadline: OffsetDateTime,
     expiry: Option<Expiry>,
 ) -> Record {
     Record {
         data,
-        created_at: now,
+        created_at,
         last_active: now,
         expires_at: deadline,
         expiry,

@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub(crate) accessed: bool,
     pub(crate) default_expiry: Expiry,
     pub(crate) now: Option<OffsetDateTime>,
+    /// Cookie sessions: the most JSON the data may take (S15).
+    pub(crate) max_data: Option<usize>,
 }
 
 impl State {
@@ -120,14 +122,28 @@ impl Session {
     }
 
     /// Stores `value` under `key`. Setting the value a key already has
-    /// changes nothing and writes nothing.
+    /// changes nothing and writes nothing. With cookie sessions, a value
+    /// that would make the session too large for one cookie is refused
+    /// with [`SessionErrorKind::TooLarge`](crate::SessionErrorKind::TooLarge)
+    /// and the session stays as it was (S15).
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(SessionError::serialize)?;
         let mut state = self.read();
-        if state.data.get(key) != Some(&value) {
-            state.data.insert(key.to_owned(), value);
-            state.mark_dirty(key);
+        if state.data.get(key) == Some(&value) {
+            return Ok(());
         }
+        let old = state.data.insert(key.to_owned(), value);
+        if let Some(max) = state.max_data {
+            let len = serde_json::to_vec(&state.data).map_or(usize::MAX, |json| json.len());
+            if len > max {
+                match old {
+                    Some(old) => state.data.insert(key.to_owned(), old),
+                    None => state.data.remove(key),
+                };
+                return Err(SessionError::too_large());
+            }
+        }
+        state.mark_dirty(key);
         Ok(())
     }
 
@@ -281,6 +297,20 @@ mod tests {
         let from_b: Option<String> = b.get("k").unwrap();
         a.insert("k2", from_b).unwrap();
         assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn s15_an_insert_past_the_size_limit_is_refused_and_changes_nothing() {
+        let s = Session::new(State {
+            max_data: Some(100),
+            ..State::default()
+        });
+        s.insert("a", "x".repeat(50)).unwrap();
+        let err = s.insert("a", "x".repeat(200)).unwrap_err();
+        assert_eq!(err.kind(), crate::SessionErrorKind::TooLarge);
+        assert_eq!(s.get::<String>("a").unwrap().unwrap().len(), 50);
+        assert!(s.insert("b", "y".repeat(200)).is_err());
+        assert_eq!(s.keys(), ["a"]);
     }
 
     #[test]

@@ -110,10 +110,12 @@ use crate::error::StoreError;
 use crate::expiry::Expiry;
 use crate::id::IdHash;
 
+pub mod cookie;
 #[cfg(feature = "memory-store")]
 pub mod memory;
 mod purge;
 
+pub use cookie::CookieStore;
 pub use purge::PurgeTask;
 
 /// A session's data: JSON values by key.
