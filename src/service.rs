@@ -26,6 +26,10 @@ use crate::store::{Changes, Data, Record, SessionStore};
 /// At most this many verified ids of one request are looked up (S20); a
 /// client holds one or two, and every one of them costs a store call.
 const MAX_CANDIDATES: usize = 4;
+/// At most this many values of our name are verified per request: more
+/// than a browser keeps for one site (about 180 cookies), few enough that a
+/// header stuffed with fakes costs little.
+const MAX_EXAMINED: usize = 256;
 /// A fresh id colliding with a live one means a broken generator; retry a
 /// few times, then fail loudly (S3).
 const CREATE_ATTEMPTS: usize = 3;
