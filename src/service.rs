@@ -357,6 +357,14 @@ impl Shared {
                 Ok(Some(id_out(id, deadline)))
             }
             (Plan::Cycle, Some(loaded)) => {
+                // Destroyed or rotated by another request since it was
+                // loaded: copying the stale data to a new id would undo that
+                // logout (S27). This narrows the race to one store call; the
+                // store contract has no atomic "delete if present".
+                if self.call(store.load(&loaded.hash)).await?.is_none() {
+                    tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
+                    return Ok(None);
+                }
                 // The absolute timeout still counts from the first creation.
                 let deadline = expiry.deadline(loaded.created_at, now);
                 let record = new_record(state.data, loaded.created_at, now, deadline, state.expiry);

@@ -1,0 +1,794 @@
+//! The layer end to end through `tower::ServiceExt::oneshot`: the extractor,
+//! Set-Cookie (S12-S18), the lifecycle (S23-S28) and caching (S37, S38).
+
+mod common;
+
+use std::collections::HashMap;
+
+use axum::http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use common::*;
+use http::StatusCode;
+use session_layer::{
+    ConfigError, Expiry, Key, SameSite, Session, SessionError, SessionErrorKind, SessionLayer,
+    MAX_COOKIE_AGE,
+};
+use time::{Duration, OffsetDateTime};
+
+// --- the extractor ------------------------------------------------------------
+
+#[tokio::test]
+async fn the_extractor_without_the_layer_says_the_layer_is_missing() {
+    let app = Router::new()
+        .route("/", get(|_s: Session| async { "unreachable" }))
+        .route(
+            "/optional",
+            get(|s: Option<Session>| async move { format!("{}", s.is_some()) }),
+        );
+    let reply = send(&app, request("GET", "/", &[])).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.body.contains("SessionLayer"), "{}", reply.body);
+    assert!(reply.body.contains("installed"), "{}", reply.body);
+    let reply = send(&app, request("GET", "/optional", &[])).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "false")
+    );
+}
+
+#[tokio::test]
+async fn option_session_is_some_under_the_layer_and_is_the_same_session() {
+    let routes = routes().route(
+        "/optional",
+        get(|s: Option<Session>, t: Session| async move {
+            let s = s.expect("Some under the layer");
+            s.insert("via", "option").unwrap();
+            // Both extractors hand out the same session.
+            t.get::<String>("via").unwrap().unwrap()
+        }),
+    );
+    let h = Harness::with_routes(routes, |b| b);
+    let reply = h.get("/optional", &[]).await;
+    assert_eq!(reply.body, "option");
+    assert_eq!(h.get("/get/via", &[&reply.pair()]).await.body, "option");
+}
+
+#[tokio::test]
+async fn serde_type_errors_come_back_as_err_not_panics() {
+    let routes = routes()
+        .route(
+            "/types",
+            post(|s: Session| async move {
+                s.insert("n", 3u32).unwrap();
+                let wrong = s.get::<String>("n").unwrap_err();
+                let right = s.get::<u32>("n").unwrap();
+                // Map keys that are not strings cannot be JSON.
+                let mut map = HashMap::new();
+                map.insert(vec![1u8], 1u8);
+                let unserializable = s.insert("map", map).unwrap_err();
+                format!(
+                    "{:?} {:?} {:?} {}",
+                    wrong.kind(),
+                    right,
+                    unserializable.kind(),
+                    s.contains_key("map")
+                )
+            }),
+        )
+        .route(
+            "/question-mark",
+            get(|s: Session| async move {
+                let n: Option<String> = s.get("n")?;
+                Ok::<_, SessionError>(format!("{n:?}"))
+            }),
+        );
+    let h = Harness::with_routes(routes, |b| b);
+    let reply = h.post("/types", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body,
+        format!(
+            "{:?} Some(3) {:?} false",
+            SessionErrorKind::Deserialize,
+            SessionErrorKind::Serialize
+        )
+    );
+    // A handler's `?` turns the error into a 500 without details.
+    let pair = reply.pair();
+    let reply = h.get("/question-mark", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!reply.body.contains("invalid type"), "{}", reply.body);
+    assert_eq!(h.get("/get/n", &[&pair]).await.body, "3");
+}
+
+#[tokio::test]
+async fn the_handle_reports_its_hash_and_expiry() {
+    let routes = routes().route(
+        "/whoami",
+        get(|s: Session| async move {
+            format!(
+                "{} {}",
+                s.id().map(|h| h.to_hex()).unwrap_or_default(),
+                s.expires_at().map(|t| t.unix_timestamp()).unwrap_or(0)
+            )
+        }),
+    );
+    let h = Harness::with_routes(routes, |b| b.expiry(Expiry::idle(Duration::minutes(30))));
+    assert_eq!(h.get("/whoami", &[]).await.body, " 0");
+    let pair = h.new_session().await;
+    let created = h.now();
+    let reply = h.get("/whoami", &[&pair]).await;
+    let expected = format!(
+        "{} {}",
+        hash_of(&pair).to_hex(),
+        (created + Duration::minutes(30)).unix_timestamp()
+    );
+    assert_eq!(reply.body, expected);
+    // The hash shown is not the cookie and not the raw id.
+    assert!(!reply.body.contains(value_of(&pair)));
+    assert!(!reply.body.contains(&hex(&raw_id(value_of(&pair)))));
+}
+
+// --- C. Set-Cookie ----------------------------------------------------------------
+
+#[tokio::test]
+async fn s12_the_cookie_is_httponly_secure_lax_path_root_and_host_only_by_default() {
+    let h = Harness::new();
+    let reply = h.post("/set/a/b", &[]).await;
+    let raw = reply.raw_cookie();
+    let c = reply.cookie().unwrap();
+    assert_eq!(c.http_only(), Some(true), "{raw}");
+    assert_eq!(c.secure(), Some(true), "{raw}");
+    assert_eq!(c.same_site(), Some(cookie::SameSite::Lax), "{raw}");
+    assert_eq!(c.path(), Some("/"), "{raw}");
+    assert_eq!(c.domain(), None, "host-only: {raw}");
+    assert!(!raw.to_ascii_lowercase().contains("domain"), "{raw}");
+}
+
+#[tokio::test]
+async fn s13_insecure_settings_are_build_errors_and_prefixes_force_secure() {
+    let clock = session_layer::clock::ManualClock::new();
+    let builder = || SessionLayer::builder(TestStore::new(clock.clone()), key());
+    assert_eq!(
+        builder()
+            .same_site(SameSite::None)
+            .secure(false)
+            .build()
+            .unwrap_err(),
+        ConfigError::SameSiteNoneWithoutSecure
+    );
+    assert_eq!(
+        builder()
+            .cookie_name("__Host-id")
+            .domain("example.com")
+            .build()
+            .unwrap_err(),
+        ConfigError::HostPrefixRules
+    );
+    assert_eq!(
+        builder()
+            .cookie_name("__Host-id")
+            .path("/app")
+            .build()
+            .unwrap_err(),
+        ConfigError::HostPrefixRules
+    );
+    for name in ["__Host-id", "__Secure-id"] {
+        assert_eq!(
+            builder()
+                .cookie_name(name)
+                .secure(false)
+                .build()
+                .unwrap_err(),
+            ConfigError::PrefixNeedsSecure,
+            "{name}"
+        );
+        assert_eq!(
+            builder()
+                .secure(false)
+                .cookie_name(name)
+                .build()
+                .unwrap_err(),
+            ConfigError::PrefixNeedsSecure,
+            "{name}, secure set first"
+        );
+    }
+
+    // What the prefixed cookies look like on the wire.
+    let h = Harness::new();
+    for name in ["__Host-id", "__Secure-id"] {
+        let app = h.sibling(key(), |b| b.cookie_name(name));
+        let reply = send(&app, request("POST", "/set/a/b", &[])).await;
+        let c = reply.cookie_named(name).unwrap();
+        assert_eq!(c.secure(), Some(true), "{c}");
+        if name == "__Host-id" {
+            assert_eq!((c.path(), c.domain()), (Some("/"), None), "{c}");
+        }
+    }
+    let app = h.sibling(key(), |b| b.same_site(SameSite::None));
+    let c = send(&app, request("POST", "/set/a/b", &[]))
+        .await
+        .cookie()
+        .unwrap();
+    assert_eq!(
+        (c.same_site(), c.secure()),
+        (Some(cookie::SameSite::None), Some(true))
+    );
+}
+
+/// `Max-Age` and `Expires` of a Set-Cookie: Expires must be GMT and equal
+/// to now + Max-Age (S14).
+fn max_age_checked(raw: &str, now: OffsetDateTime) -> Option<Duration> {
+    let c = cookie::Cookie::parse(raw.to_owned()).unwrap();
+    let max_age = c.max_age();
+    let expires = raw
+        .split(';')
+        .map(str::trim)
+        .find(|a| a.to_ascii_lowercase().starts_with("expires="));
+    match max_age {
+        None => assert!(expires.is_none(), "Expires without Max-Age: {raw}"),
+        Some(age) => {
+            let expires = expires.unwrap_or_else(|| panic!("no Expires: {raw}"));
+            assert!(expires.ends_with(" GMT"), "{raw}");
+            let at = c.expires_datetime().unwrap();
+            assert_eq!(at, now + age, "Expires disagrees with Max-Age: {raw}");
+        }
+    }
+    max_age
+}
+
+#[tokio::test]
+async fn s14_a_browser_session_has_no_max_age_nor_expires() {
+    let h = Harness::new();
+    let reply = h.post("/set/a/b", &[]).await;
+    assert_eq!(max_age_checked(&reply.raw_cookie(), h.now()), None);
+    let pair = reply.pair();
+    let reply = h.post("/login/alice", &[&pair]).await;
+    assert_eq!(max_age_checked(&reply.raw_cookie(), h.now()), None);
+    // ... but the server still ends it after the idle day.
+    let pair = reply.pair();
+    h.advance(Expiry::BROWSER_SESSION_IDLE);
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "none");
+}
+
+#[tokio::test]
+async fn s14_max_age_mirrors_the_time_left_and_expires_agrees_in_gmt() {
+    let h = Harness::with(|b| b.expiry(Expiry::idle(Duration::minutes(30))));
+    let reply = h.post("/set/a/b", &[]).await;
+    let age = max_age_checked(&reply.raw_cookie(), h.now());
+    assert_eq!(age, Some(Duration::minutes(30)));
+
+    // Absolute: the time left, not the full timeout.
+    let h = Harness::with(|b| b.expiry(Expiry::absolute(Duration::hours(2))));
+    let pair = h.post("/set/a/b", &[]).await.pair();
+    h.advance(Duration::minutes(75));
+    let reply = h.post("/set/a/c", &[&pair]).await;
+    assert_eq!(
+        max_age_checked(&reply.raw_cookie(), h.now()),
+        Some(Duration::minutes(45))
+    );
+
+    // Idle and absolute: the nearer of the two.
+    let h = Harness::with(|b| {
+        b.expiry(Expiry::idle(Duration::minutes(30)).with_absolute(Duration::minutes(40)))
+    });
+    let pair = h.post("/set/a/b", &[]).await.pair();
+    h.advance(Duration::minutes(20));
+    let reply = h.post("/set/a/c", &[&pair]).await;
+    assert_eq!(
+        max_age_checked(&reply.raw_cookie(), h.now()),
+        Some(Duration::minutes(20))
+    );
+
+    // Never above 400 days.
+    let h = Harness::with(|b| b.expiry(Expiry::idle(Duration::days(1000))));
+    let reply = h.post("/set/a/b", &[]).await;
+    assert_eq!(
+        max_age_checked(&reply.raw_cookie(), h.now()),
+        Some(MAX_COOKIE_AGE)
+    );
+}
+
+#[tokio::test]
+async fn s14_remember_me_gives_max_age_and_forgetting_goes_back_to_a_browser_cookie() {
+    let h = Harness::new();
+    let reply = h.post("/remember", &[]).await;
+    assert_eq!(
+        max_age_checked(&reply.raw_cookie(), h.now()),
+        REMEMBER_ME.idle_timeout()
+    );
+    let pair = reply.pair();
+    // The session keeps its own expiry on later requests: it outlives the
+    // layer's one-day browser-session idle timeout.
+    h.advance(Duration::days(2));
+    let reply = h.post("/set/k/v", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        max_age_checked(&reply.raw_cookie(), h.now()),
+        REMEMBER_ME.idle_timeout()
+    );
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "remembered");
+    // Back to the layer's expiry: a cookie without Max-Age.
+    let reply = h.post("/forget", &[&pair]).await;
+    assert_eq!(max_age_checked(&reply.raw_cookie(), h.now()), None);
+    assert_eq!(reply.pair(), pair, "same id");
+    h.advance(Duration::days(2));
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "none");
+}
+
+#[tokio::test]
+async fn s16_cookie_values_are_base64url_only() {
+    let h = Harness::new();
+    for _ in 0..50 {
+        let pair = h.new_session().await;
+        let value = value_of(&pair);
+        assert!(!value.is_empty());
+        assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{value}"
+        );
+    }
+}
+
+fn lifecycle_routes() -> Router {
+    routes()
+        .route(
+            "/cycle-then-destroy",
+            post(|s: Session| async move {
+                s.insert("x", 1).unwrap();
+                s.cycle_id();
+                s.destroy();
+                s.cycle_id();
+                "ok"
+            }),
+        )
+        .route(
+            "/destroy-then-insert",
+            post(|s: Session| async move {
+                s.destroy();
+                s.insert("flash", "signed out").unwrap();
+                "ok"
+            }),
+        )
+        .route(
+            "/own-cookies",
+            post(|s: Session| async move {
+                s.insert("k", "v").unwrap();
+                let mut res = "ok".into_response();
+                for c in ["theme=dark; Path=/", "id=from-the-handler", "lang=en"] {
+                    res.headers_mut().append(SET_COOKIE, c.parse().unwrap());
+                }
+                res
+            }),
+        )
+        .route(
+            "/public",
+            get(|s: Session| async move {
+                let n: u64 = s.get("n").unwrap().unwrap_or(0) + 1;
+                s.insert("n", n).unwrap();
+                ([(CACHE_CONTROL, "public, max-age=3600")], "cacheable?")
+            }),
+        )
+        .route(
+            "/public-read",
+            get(|s: Session| async move {
+                let _ = s.get::<u64>("n");
+                ([(CACHE_CONTROL, "public, max-age=3600")], "read")
+            }),
+        )
+        .route(
+            "/vary",
+            get(|s: Session| async move {
+                let _ = s.get::<u64>("n");
+                ([(VARY, "Accept-Encoding")], "varies")
+            }),
+        )
+        .route(
+            "/vary-cookie",
+            get(|s: Session| async move {
+                let _ = s.get::<u64>("n");
+                ([(VARY, "cookie")], "varies")
+            }),
+        )
+}
+
+#[tokio::test]
+async fn s17_cycle_then_destroy_in_one_handler_sends_one_removal_cookie() {
+    let h = Harness::with_routes(lifecycle_routes(), |b| b);
+    let pair = h.new_session().await;
+    let reply = h.post("/cycle-then-destroy", &[&pair]).await;
+    let ours = reply.raw_cookies_named(NAME);
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(reply.cookie().unwrap().value(), "", "a removal: {ours:?}");
+    assert!(h.store.memory.is_empty(), "nothing left: no new id either");
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "none");
+}
+
+#[tokio::test]
+async fn s17_destroy_then_insert_sends_one_cookie_for_a_new_session() {
+    let h = Harness::with_routes(lifecycle_routes(), |b| b);
+    let pair = h.new_session().await;
+    let reply = h.post("/destroy-then-insert", &[&pair]).await;
+    let fresh = reply.pair();
+    assert_ne!(fresh, pair);
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "none");
+    assert_eq!(
+        h.get("/get/user", &[&fresh]).await.body,
+        "none",
+        "old data gone"
+    );
+    assert_eq!(h.get("/get/flash", &[&fresh]).await.body, "signed out");
+}
+
+#[tokio::test]
+async fn s17_the_apps_own_cookies_are_kept_and_ours_is_sent_once() {
+    let h = Harness::with_routes(lifecycle_routes(), |b| b);
+    let reply = h.post("/own-cookies", &[]).await;
+    let all = reply.set_cookies();
+    assert!(all.iter().any(|c| c.starts_with("theme=dark")), "{all:?}");
+    assert!(all.iter().any(|c| c.starts_with("lang=en")), "{all:?}");
+    let ours = reply.pair();
+    assert_ne!(value_of(&ours), "from-the-handler");
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(h.get("/get/k", &[&ours]).await.body, "v");
+}
+
+#[tokio::test]
+async fn s17_two_nested_layers_send_one_session_cookie() {
+    // The same layer installed twice by mistake, with a persistent expiry
+    // and refresh on every request so that both would like to send one.
+    let h = Harness::new();
+    let layer = || {
+        SessionLayer::builder(h.store.clone(), key())
+            .clock(h.clock.clone())
+            .expiry(Expiry::idle(Duration::hours(1)))
+            .refresh_after(0.0)
+            .build()
+            .unwrap()
+    };
+    let app = lifecycle_routes().layer(layer()).layer(layer());
+    let one = |reply: &Reply| {
+        let ours = reply.raw_cookies_named(NAME);
+        assert_eq!(ours.len(), 1, "{ours:?}");
+        ours[0].clone()
+    };
+    let reply = send(&app, request("POST", "/set/user/alice", &[])).await;
+    one(&reply);
+    let pair = reply.pair();
+    h.advance(Duration::minutes(1));
+    let reply = send(&app, request("POST", "/set/k/v", &[&pair])).await;
+    one(&reply);
+    let reply = send(&app, request("GET", "/get/user", &[&pair])).await;
+    assert_eq!(reply.body, "alice");
+    let reply = send(&app, request("POST", "/login/alice", &[&pair])).await;
+    one(&reply);
+    let cycled = reply.pair();
+    assert_ne!(cycled, pair);
+    assert_eq!(
+        send(&app, request("GET", "/get/user", &[&pair])).await.body,
+        "none"
+    );
+    let reply = send(&app, request("POST", "/own-cookies", &[&cycled])).await;
+    one(&reply);
+    assert_eq!(reply.set_cookies().len(), 3);
+    let reply = send(&app, request("POST", "/logout", &[&cycled])).await;
+    assert!(one(&reply).starts_with("id=;"), "{:?}", reply.set_cookies());
+    assert_eq!(
+        send(&app, request("GET", "/get/user", &[&cycled]))
+            .await
+            .body,
+        "none"
+    );
+}
+
+#[tokio::test]
+async fn s18_the_removal_cookie_repeats_every_attribute() {
+    let h = Harness::new();
+    let app = h.sibling(key(), |b| {
+        b.cookie_name("__Secure-sid")
+            .path("/app")
+            .domain("example.com")
+            .same_site(SameSite::Strict)
+    });
+    let c = send(&app, request("POST", "/set/user/alice", &[])).await;
+    let set = c.cookie_named("__Secure-sid").unwrap();
+    let pair = format!("__Secure-sid={}", set.value());
+    let reply = send(&app, request("POST", "/logout", &[&pair])).await;
+    let raw = reply.raw_cookies_named("__Secure-sid");
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    let removal = reply.cookie_named("__Secure-sid").unwrap();
+    assert_eq!(removal.value(), "", "{removal}");
+    assert_eq!(removal.max_age(), Some(Duration::ZERO), "{removal}");
+    let expires = removal.expires_datetime().expect("an Expires");
+    assert!(expires < h.now(), "{removal}");
+    assert!(expires < OffsetDateTime::now_utc(), "{removal}");
+    assert!(raw[0].contains(" GMT"), "{raw:?}");
+    for (what, got, want) in [
+        ("path", removal.path(), set.path()),
+        ("domain", removal.domain(), set.domain()),
+    ] {
+        assert_eq!(got, want, "{what}: {removal}");
+    }
+    assert_eq!(removal.secure(), Some(true));
+    assert_eq!(removal.http_only(), set.http_only());
+    assert_eq!(removal.same_site(), Some(cookie::SameSite::Strict));
+
+    // A `__Host-` cookie's removal keeps the prefix rules.
+    let app = h.sibling(key(), |b| b.cookie_name("__Host-id"));
+    let c = send(&app, request("POST", "/set/user/alice", &[])).await;
+    let pair = format!("__Host-id={}", c.cookie_named("__Host-id").unwrap().value());
+    let reply = send(&app, request("POST", "/logout", &[&pair])).await;
+    let removal = reply.cookie_named("__Host-id").unwrap();
+    assert_eq!(removal.value(), "");
+    assert_eq!(removal.secure(), Some(true));
+    assert_eq!((removal.path(), removal.domain()), (Some("/"), None));
+}
+
+// --- E. lifecycle -----------------------------------------------------------------
+
+#[tokio::test]
+async fn s23_cookieless_requests_touch_no_store_and_get_no_cookie() {
+    let h = Harness::with_routes(lifecycle_routes(), |b| b);
+    for (method, uri) in [
+        ("GET", "/"),
+        ("GET", "/get/user"),
+        ("GET", "/keys"),
+        ("POST", "/logout"),
+        ("POST", "/clear"),
+        ("POST", "/remove/user"),
+        ("POST", "/forget"),
+        ("GET", "/public-read"),
+    ] {
+        let reply = h.send(request(method, uri, &[])).await;
+        assert!(reply.status.is_success(), "{uri}: {}", reply.status);
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{uri}: {:?}",
+            reply.set_cookies()
+        );
+        assert!(
+            reply
+                .header("cache-control")
+                .iter()
+                .all(|v| v != "no-store"),
+            "{uri}"
+        );
+    }
+    assert_eq!(h.store.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn s23_unknown_ids_bots_and_logouts_of_no_session_write_nothing() {
+    let h = Harness::new();
+    let unknown = unknown_but_signed(key(), NAME).await;
+    for (method, uri, cookie) in [
+        ("GET", "/get/user", unknown.as_str()),
+        ("POST", "/logout", unknown.as_str()),
+        ("POST", "/clear", unknown.as_str()),
+        ("POST", "/forget", unknown.as_str()),
+        ("GET", "/get/user", "id=botgarbage"),
+        ("POST", "/logout", "id=botgarbage"),
+        ("GET", "/", "id=botgarbage; other=1"),
+    ] {
+        let reply = h.send(request(method, uri, &[cookie])).await;
+        assert!(reply.status.is_success(), "{uri}");
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{uri} {cookie}: {:?}",
+            reply.set_cookies()
+        );
+    }
+    assert_eq!(h.store.writes(), 0);
+    assert_eq!(
+        h.store.calls(Op::Load),
+        4,
+        "one load per verified unknown id"
+    );
+}
+
+#[tokio::test]
+async fn s23_requests_that_change_nothing_on_a_live_session_write_nothing() {
+    let h = Harness::new();
+    let pair = h.new_session().await;
+    let writes = h.store.writes();
+    for (method, uri) in [
+        ("GET", "/get/user"),
+        ("GET", "/keys"),
+        ("POST", "/set/user/alice"), // the value it already has
+        ("POST", "/remove/missing"),
+        ("POST", "/forget"), // already the layer's expiry
+        ("GET", "/"),
+    ] {
+        let reply = h.send(request(method, uri, &[&pair])).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{uri}: {:?}",
+            reply.set_cookies()
+        );
+    }
+    assert_eq!(h.store.writes(), writes);
+}
+
+#[tokio::test]
+async fn s24_login_cycles_the_id_keeps_the_data_and_kills_the_old_id() {
+    let h = Harness::new();
+    let anonymous = h.post("/set/cart/3-items", &[]).await.pair();
+    let first = h.post("/login/alice", &[&anonymous]).await.pair();
+    assert_ne!(raw_id(value_of(&first)), raw_id(value_of(&anonymous)));
+    assert_eq!(h.get("/get/cart", &[&first]).await.body, "3-items");
+    assert_eq!(h.get("/get/user", &[&first]).await.body, "alice");
+    assert_eq!(h.get("/get/cart", &[&anonymous]).await.body, "none");
+    assert!(stored(&h.store.memory, &hash_of(&anonymous))
+        .await
+        .is_none());
+
+    // A second login of the same user (nothing changes in the data) cycles too.
+    let second = h.post("/login/alice", &[&first]).await.pair();
+    assert_ne!(raw_id(value_of(&second)), raw_id(value_of(&first)));
+    assert_eq!(h.get("/get/user", &[&second]).await.body, "alice");
+    assert_eq!(h.get("/get/user", &[&first]).await.body, "none");
+    // Only the live session is left in the store.
+    assert_eq!(h.store.memory.len(), 1);
+}
+
+#[tokio::test]
+async fn s25_logout_deletes_and_replay_finds_nothing() {
+    let h = Harness::new();
+    let pair = h.post("/login/alice", &[]).await.pair();
+    let hash = hash_of(&pair);
+    assert!(stored(&h.store.memory, &hash).await.is_some());
+    let reply = h.post("/logout", &[&pair]).await;
+    assert_eq!(reply.cookie().unwrap().value(), "", "removal cookie");
+    assert!(
+        stored(&h.store.memory, &hash).await.is_none(),
+        "record deleted"
+    );
+    assert!(h.store.memory.is_empty());
+
+    // Replay of the old cookie: no session, and a write does not revive it.
+    let reply = h.get("/get/user", &[&pair]).await;
+    assert_eq!(reply.body, "none");
+    let reply = h.post("/set/user/mallory", &[&pair]).await;
+    assert_ne!(raw_id(value_of(&reply.pair())), raw_id(value_of(&pair)));
+    assert!(stored(&h.store.memory, &hash).await.is_none());
+}
+
+#[tokio::test]
+async fn s26_the_store_write_is_done_before_the_response_returns() {
+    let slow = std::time::Duration::from_millis(50);
+    let h = Harness::new();
+    for op in [Op::Create, Op::Save, Op::Delete, Op::Touch] {
+        h.store.fail(op, Fault::Delay(slow));
+    }
+    let pair = h.post("/set/user/alice", &[]).await.pair();
+    // Checked straight in the store, the instant the response is back.
+    let record = stored(&h.store.memory, &hash_of(&pair))
+        .await
+        .expect("created");
+    assert_eq!(record.data["user"], "alice");
+
+    h.post("/set/user/bob", &[&pair]).await;
+    let record = stored(&h.store.memory, &hash_of(&pair)).await.unwrap();
+    assert_eq!(record.data["user"], "bob");
+
+    let cycled = h.post("/login/bob", &[&pair]).await.pair();
+    assert!(stored(&h.store.memory, &hash_of(&pair)).await.is_none());
+    assert!(stored(&h.store.memory, &hash_of(&cycled)).await.is_some());
+
+    h.post("/logout", &[&cycled]).await;
+    assert!(h.store.memory.is_empty());
+}
+
+#[tokio::test]
+async fn s28_changes_are_not_saved_on_5xx_by_default() {
+    let h = Harness::new();
+    let reply = h.post("/fail/k", &[]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(h.store.writes(), 0);
+
+    let pair = h.new_session().await;
+    let writes = h.store.writes();
+    let reply = h.post("/fail/k", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(h.store.writes(), writes);
+    assert_eq!(h.get("/get/k", &[&pair]).await.body, "none");
+}
+
+#[tokio::test]
+async fn s28_saving_on_5xx_can_be_turned_on() {
+    let h = Harness::with(|b| b.save_on_server_error(true));
+    let reply = h.post("/fail/k", &[]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let pair = reply.pair();
+    assert_eq!(
+        h.get("/get/k", &[&pair]).await.body,
+        "written before the failure"
+    );
+}
+
+#[tokio::test]
+async fn s28_a_4xx_still_saves() {
+    let routes = routes().route(
+        "/bad-request",
+        post(|s: Session| async move {
+            s.insert("attempts", 1).unwrap();
+            (StatusCode::BAD_REQUEST, "no")
+        }),
+    );
+    let h = Harness::with_routes(routes, |b| b);
+    let reply = h.post("/bad-request", &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.get("/get/attempts", &[&reply.pair()]).await.body, "1");
+}
+
+// --- H. caching --------------------------------------------------------------------
+
+#[tokio::test]
+async fn s37_a_response_with_the_session_cookie_is_no_store_whatever_the_handler_said() {
+    let h = Harness::with_routes(lifecycle_routes(), |b| b);
+    let reply = h.get("/public", &[]).await;
+    assert!(reply.cookie().is_some());
+    assert_eq!(reply.header("cache-control"), ["no-store"]);
+    let pair = reply.pair();
+    // Cycling and removal cookies too.
+    let reply = h.post("/login/alice", &[&pair]).await;
+    assert_eq!(reply.header("cache-control"), ["no-store"]);
+    let reply = h.post("/logout", &[&reply.pair()]).await;
+    assert_eq!(reply.header("cache-control"), ["no-store"]);
+    // Without our cookie the handler's caching stands.
+    let reply = h.get("/public-read", &[]).await;
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(reply.header("cache-control"), ["public, max-age=3600"]);
+}
+
+#[tokio::test]
+async fn s38_a_response_that_read_the_session_varies_by_cookie() {
+    let h = Harness::with_routes(lifecycle_routes(), |b| b);
+    let pair = h.new_session().await;
+    let has_cookie = |reply: &Reply| {
+        reply
+            .header("vary")
+            .iter()
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| t == "cookie")
+            .count()
+    };
+    // Read, with and without a session.
+    assert_eq!(has_cookie(&h.get("/get/user", &[&pair]).await), 1);
+    assert_eq!(has_cookie(&h.get("/get/user", &[]).await), 1);
+    // The handler's own Vary is kept, and `cookie` is not repeated.
+    let reply = h.get("/vary", &[&pair]).await;
+    assert_eq!(has_cookie(&reply), 1);
+    assert!(reply
+        .header("vary")
+        .iter()
+        .any(|v| v.contains("Accept-Encoding")));
+    assert_eq!(has_cookie(&h.get("/vary-cookie", &[&pair]).await), 1);
+    // A page that never looks at the session does not vary.
+    assert_eq!(has_cookie(&h.get("/", &[&pair]).await), 0);
+    assert!(h.get("/", &[&pair]).await.header("vary").is_empty());
+}
+
+#[tokio::test]
+async fn s41_a_layer_cannot_be_built_from_a_short_secret() {
+    // The only way to a layer is through a Key, and a Key refuses short
+    // secrets.
+    for len in [0, 1, 16, 31] {
+        let secret = vec![5u8; len];
+        assert_eq!(
+            Key::try_from(secret.as_slice()).unwrap_err(),
+            ConfigError::KeyTooShort { len }
+        );
+    }
+}
