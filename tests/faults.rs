@@ -255,3 +255,30 @@ async fn s36_a_hanging_store_does_not_hang_the_request_in_real_time() {
         .expect("the request hung");
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+#[tokio::test]
+async fn s5_debug_of_the_layer_and_the_store_shows_no_session_data() {
+    let h = Harness::new();
+    let pair = h.post("/set/token/oauth-secret-xyz", &[]).await.pair();
+    let layer = session_layer::SessionLayer::builder(h.store.memory.clone(), key())
+        .build()
+        .unwrap();
+    for shown in [format!("{layer:?}"), format!("{:?}", h.store.memory)] {
+        assert!(!shown.is_empty());
+        let secret = "oauth-secret-xyz";
+        assert!(!shown.contains(secret), "{shown}");
+        // Nor as the bytes of its JSON.
+        let bytes = format!("{:?}", secret.as_bytes());
+        assert!(
+            !shown.contains(&bytes[1..bytes.len() - 1]),
+            "session data in Debug"
+        );
+        assert!(!shown.contains(
+            &hash_of(&pair).as_bytes()[..8]
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+}

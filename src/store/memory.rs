@@ -33,9 +33,20 @@ const SWEEP_EVERY: i64 = 60;
 ///
 /// let layer = SessionLayer::builder(MemoryStore::new(), Key::generate()).build().unwrap();
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
+}
+
+/// Shows no entries: a derived `Debug` would print every session's data
+/// (and lock every shard) wherever a layer or app state is logged.
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
