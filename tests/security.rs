@@ -274,6 +274,23 @@ async fn s8_an_absolute_expired_id_is_treated_as_unknown() {
 }
 
 #[tokio::test]
+async fn s8_a_shortened_timeout_applies_at_once_to_existing_sessions() {
+    // Sessions made under a one-hour idle timeout; the layer is then
+    // redeployed with ten minutes. The store still holds them (their own
+    // deadline is an hour away), but the layer must treat them as expired.
+    let h = Harness::with(|b| b.expiry(session_layer::Expiry::idle(time::Duration::hours(1))));
+    let pair = h.new_session().await;
+    let strict = h.sibling(key(), |b| {
+        b.expiry(session_layer::Expiry::idle(time::Duration::minutes(10)))
+    });
+    h.advance(time::Duration::minutes(11));
+    assert!(stored(&h.store.memory, &hash_of(&pair)).await.is_some());
+    let reply = send(&strict, request("GET", "/get/user", &[&pair])).await;
+    assert_eq!(reply.body, "none");
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
+}
+
+#[tokio::test]
 async fn s9_fallback_keys_verify_only_the_current_key_signs_and_old_cookies_are_resigned() {
     let old_key = Key::try_from(&[1u8; 32][..]).unwrap();
     let new_key = Key::try_from(&[2u8; 32][..]).unwrap();
