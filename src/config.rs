@@ -277,7 +277,13 @@ impl SessionLayerBuilder {
             self.cookie.secure = true;
         }
         self.cookie.validate(self.secure_set)?;
-        if !(0.0..=1.0).contains(&self.refresh_after) || self.store_timeout.is_zero() {
+        // A zero or negative timeout would end every session as it starts.
+        let positive = |d: Option<time::Duration>| d.is_none_or(|d| d.is_positive());
+        if !(0.0..=1.0).contains(&self.refresh_after)
+            || self.store_timeout.is_zero()
+            || !positive(self.expiry.idle_timeout())
+            || !positive(self.expiry.absolute_timeout())
+        {
             return Err(ConfigError::InvalidDuration);
         }
         if let IdSource::Custom(generator) = &self.ids {

@@ -201,6 +201,18 @@ async fn s36_a_failing_store_gives_the_configured_status_with_the_error_in_exten
     assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
 }
 
+#[tokio::test]
+#[ignore = "design: the session is loaded before the handler runs, so with the store down \
+            every request that carries a session cookie fails, even one whose handler never \
+            touches the session (a health check, a static page under the layer)"]
+async fn s36_a_store_outage_does_not_fail_pages_that_never_touch_the_session() {
+    let h = Harness::new();
+    let pair = h.new_session().await;
+    h.store.fail(Op::Load, Fault::Backend);
+    let reply = h.get("/", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
 #[tokio::test(start_paused = true)]
 async fn s36_a_hanging_store_gives_an_error_within_the_store_timeout() {
     let timeout = std::time::Duration::from_millis(200);

@@ -319,6 +319,61 @@ async fn s14_remember_me_gives_max_age_and_forgetting_goes_back_to_a_browser_coo
 }
 
 #[tokio::test]
+async fn s14_remember_me_at_sign_in_gives_the_cycled_cookie_max_age() {
+    let routes = routes().route(
+        "/login-remember/{user}",
+        post(
+            |s: Session, axum::extract::Path(user): axum::extract::Path<String>| async move {
+                s.insert("user", user).unwrap();
+                s.set_expiry(Some(REMEMBER_ME));
+                s.cycle_id();
+                "ok"
+            },
+        ),
+    );
+    let h = Harness::with_routes(routes, |b| b);
+    let anonymous = h.post("/set/cart/1", &[]).await;
+    assert_eq!(max_age_checked(&anonymous.raw_cookie(), h.now()), None);
+    let reply = h.post("/login-remember/alice", &[&anonymous.pair()]).await;
+    assert_eq!(
+        max_age_checked(&reply.raw_cookie(), h.now()),
+        REMEMBER_ME.idle_timeout()
+    );
+    let pair = reply.pair();
+    assert_ne!(pair, anonymous.pair());
+    // It outlives the browser-session idle day: the expiry went with the
+    // data to the new id.
+    h.advance(Duration::days(3));
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
+    assert_eq!(h.get("/get/cart", &[&anonymous.pair()]).await.body, "none");
+}
+
+#[test]
+fn timeouts_that_would_end_every_session_at_once_are_build_errors() {
+    let clock = session_layer::clock::ManualClock::new();
+    let build = |expiry: Expiry| {
+        SessionLayer::builder(TestStore::new(clock.clone()), key())
+            .expiry(expiry)
+            .build()
+    };
+    for expiry in [
+        Expiry::idle(Duration::ZERO),
+        Expiry::idle(Duration::seconds(-5)),
+        Expiry::absolute(Duration::ZERO),
+        Expiry::idle(Duration::minutes(5)).with_absolute(Duration::ZERO),
+        Expiry::browser_session().with_idle(Duration::seconds(-1)),
+    ] {
+        assert_eq!(
+            build(expiry).unwrap_err(),
+            ConfigError::InvalidDuration,
+            "{expiry:?}"
+        );
+    }
+    assert!(build(Expiry::idle(Duration::seconds(1))).is_ok());
+    assert!(build(Expiry::browser_session()).is_ok());
+}
+
+#[tokio::test]
 async fn s16_cookie_values_are_base64url_only() {
     let h = Harness::new();
     for _ in 0..50 {
