@@ -196,3 +196,86 @@ async fn s19_several_cookie_header_fields_over_http_1_1() {
 
     server.shut_down().await;
 }
+
+#[tokio::test]
+async fn s19_one_cookie_header_field_per_cookie_over_http_2() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    // A route that reports how many Cookie fields arrived, so the test
+    // knows the fields really came separately.
+    let routes = routes().route(
+        "/fields",
+        axum::routing::get(|headers: http::HeaderMap| async move {
+            headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .count()
+                .to_string()
+        }),
+    );
+    let h = Harness::with_routes(routes, |b| b);
+    let pair = h.new_session().await;
+    let app = h.app.clone();
+
+    // One HTTP/2 connection (prior knowledge, no TLS) served by hyper.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .http2_only()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+            .unwrap();
+    });
+
+    let stream = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let client = tokio::spawn(connection);
+
+    let unknown = unknown_but_signed(key(), NAME).await;
+    for (uri, fields, want) in [
+        ("/fields", vec!["theme=dark", "lang=en", pair.as_str()], "3"),
+        (
+            "/get/user",
+            vec!["theme=dark", "lang=en", pair.as_str()],
+            "alice",
+        ),
+        ("/get/user", vec![pair.as_str(), "theme=dark"], "alice"),
+        ("/get/user", vec![unknown.as_str(), pair.as_str()], "alice"),
+        ("/get/user", vec!["theme=dark", "lang=en"], "none"),
+    ] {
+        let mut req = http::Request::builder()
+            .uri(format!("http://{addr}{uri}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        for field in &fields {
+            req.headers_mut()
+                .append(http::header::COOKIE, field.parse().unwrap());
+        }
+        let res = timeout(WAIT, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        let body = timeout(WAIT, res.into_body().collect())
+            .await
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, want.as_bytes(), "{uri} {fields:?}");
+    }
+
+    // Closing the client side ends the connection, and so the server task.
+    drop(sender);
+    timeout(WAIT, client).await.unwrap().unwrap().unwrap();
+    timeout(WAIT, server).await.unwrap().unwrap();
+}
