@@ -178,7 +178,7 @@ async fn s36_a_failing_store_gives_the_configured_status_with_the_error_in_exten
         let reply = h.get(uri, &[]).await;
         assert_eq!(reply.status, StatusCode::OK, "{uri}");
     }
-    let reply = h.get("/", &[&"id=garbage".to_owned()]).await;
+    let reply = h.get("/", &["id=garbage"]).await;
     assert_eq!(reply.status, StatusCode::OK);
 
     // A failing write: the handler's answer is replaced, nothing is set.

@@ -206,9 +206,9 @@ async fn s7_malformed_ids_are_rejected_before_any_store_call() {
     let std_alphabet = format!("{}+{}", &value[..20], &value[21..]);
     let candidates: Vec<Vec<u8>> = vec![
         // wrong length
-        value[..value.len() - 1].as_bytes().to_vec(),
+        value.as_bytes()[..value.len() - 1].to_vec(),
         format!("{value}A").into_bytes(),
-        value[..20].as_bytes().to_vec(),
+        value.as_bytes()[..20].to_vec(),
         Vec::new(),
         // wrong alphabet
         bad_alphabet.into_bytes(),
