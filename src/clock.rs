@@ -40,7 +40,8 @@ pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
 impl ManualClock {
     /// A clock stopped at the current system time, to the whole second.
     pub fn new() -> Self {
-        Self::at(OffsetDateTime::now_utc())
+        let now = OffsetDateTime::now_utc();
+        Self::at(now.replace_nanosecond(0).unwrap_or(now))
     }
 
     /// A clock stopped at `start`.

@@ -247,3 +247,13 @@ async fn s33_a_hanging_purge_does_not_stop_the_purge_task() {
         "purging never resumed after a hung call"
     );
 }
+
+#[test]
+fn a_manual_clock_starts_on_a_whole_second_as_documented() {
+    use session_layer::clock::{Clock, ManualClock};
+    // The layer and the stores keep whole seconds; a clock that starts
+    // between seconds makes "now + Max-Age" and the stored times disagree.
+    for _ in 0..5 {
+        assert_eq!(ManualClock::new().now().nanosecond(), 0);
+    }
+}
