@@ -76,6 +76,14 @@ pub use service::SessionService;
 pub use session::Session;
 #[cfg(feature = "memory-store")]
 pub use store::memory::MemoryStore;
+#[cfg(feature = "mysql-store")]
+pub use store::mysql::MySqlStore;
+#[cfg(feature = "postgres-store")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "redis-store")]
+pub use store::redis::RedisStore;
+#[cfg(feature = "sqlite-store")]
+pub use store::sqlite::SqliteStore;
 pub use store::SessionStore;
 
 /// The README's examples are compiled and run as doc tests.

@@ -247,6 +247,35 @@ impl SessionStore for MemoryStore {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+#[async_trait]
+impl super::conformance::RawAccess for MemoryStore {
+    async fn raw_dump(&self) -> Result<Vec<String>, StoreError> {
+        let mut dump = Vec::new();
+        for shard in self.inner.shards.iter() {
+            for (key, e) in &lock(shard).entries {
+                let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                dump.push(format!(
+                    "{key} {} {} {} {} {:?}",
+                    String::from_utf8_lossy(&e.data),
+                    e.created_at,
+                    e.last_active,
+                    e.expires_at,
+                    e.expiry
+                ));
+            }
+        }
+        Ok(dump)
+    }
+
+    async fn corrupt(&self, id: &IdHash) -> Result<(), StoreError> {
+        if let Some(entry) = self.shard(id).entries.get_mut(id.as_bytes()) {
+            entry.data = b"{\"unterminated".to_vec().into_boxed_slice();
+        }
+        Ok(())
+    }
+}
+
 /// Keys are SHA-256 outputs, already uniform: the hasher takes their first
 /// eight bytes instead of hashing them again.
 #[derive(Default)]

@@ -110,13 +110,32 @@ use crate::error::StoreError;
 use crate::expiry::Expiry;
 use crate::id::IdHash;
 
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod conformance;
 pub mod cookie;
 #[cfg(feature = "memory-store")]
 pub mod memory;
+#[cfg(feature = "mysql-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql-store")))]
+pub mod mysql;
+#[cfg(feature = "postgres-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres-store")))]
+pub mod postgres;
 mod purge;
+#[cfg(feature = "redis-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-store")))]
+pub mod redis;
+#[cfg(feature = "sqlx")]
+mod sql;
+#[cfg(feature = "sqlite-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite-store")))]
+pub mod sqlite;
 
 pub use cookie::CookieStore;
 pub use purge::PurgeTask;
+#[cfg(feature = "sqlx")]
+pub use sql::InvalidName;
 
 /// A session's data: JSON values by key.
 pub type Data = Map<String, Value>;
