@@ -30,19 +30,26 @@ pub struct PurgeTask {
 
 impl PurgeTask {
     /// Calls [`SessionStore::purge_expired`] every `period` on the current
-    /// tokio runtime. A failed purge is logged and the task goes on.
+    /// tokio runtime. A failed purge is logged and the task goes on; so is a
+    /// purge that has not finished within `period` (an unreachable server
+    /// that never answers), which is abandoned.
     pub fn spawn<S: SessionStore>(store: S, period: Duration) -> Self {
+        // `interval` refuses a zero period; a purge per second is plenty.
+        let period = period.max(Duration::from_secs(1));
         let store: Arc<dyn SessionStore> = Arc::new(store);
         let handle = tokio::spawn(async move {
             let mut ticks = interval(period);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match store.purge_expired().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(purged = n, "purged expired sessions"),
-                    Err(error) => {
+                match tokio::time::timeout(period, store.purge_expired()).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!(purged = n, "purged expired sessions"),
+                    Ok(Err(error)) => {
                         tracing::warn!(%error, "purging expired sessions failed; will retry")
+                    }
+                    Err(_) => {
+                        tracing::warn!(?period, "purging expired sessions timed out; will retry")
                     }
                 }
             }
