@@ -8,6 +8,7 @@
 //! any store call (S7).
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -59,8 +60,29 @@ impl Key {
         self.0.signing()
     }
 
+    /// Not public API, and may change at any time: the signed-id codec and
+    /// the cookie scan of the request path, for `benches/micro.rs` (their
+    /// modules are private). Returns `(sign, verify, find)` for cookie
+    /// `name`; `find` gives the total length of our cookie's values.
+    #[doc(hidden)]
+    pub fn __bench_codec(
+        &self,
+        name: &str,
+    ) -> (
+        impl Fn(&SessionId) -> String,
+        impl Fn(&[u8]) -> Option<SessionId>,
+        impl Fn(&HeaderMap) -> usize,
+    ) {
+        let codec = std::sync::Arc::new(IdCodec::new(name.into(), self.clone(), vec![]));
+        let (signer, name) = (codec.clone(), name.to_owned());
+        (
+            move |id| signer.sign(id),
+            move |value| codec.verify(value).map(|v| v.id),
+            move |headers| cookie_values(headers, &name).map(<[u8]>::len).sum(),
+        )
+    }
+
     /// The `cookie` crate's key, for its private (AEAD) jar.
-    #[allow(dead_code)] // used by cookie sessions
     pub(crate) fn cookie_key(&self) -> &cookie::Key {
         &self.0
     }
@@ -93,9 +115,12 @@ const LABEL: &[u8] = b"session-layer id v1\0";
 /// key and any fallbacks.
 #[derive(Debug, Clone)]
 pub(crate) struct IdCodec {
-    name: String,
     /// The current key first, then the fallbacks.
     keys: Vec<Key>,
+    /// For each key, the HMAC state after the key and the `label || name ||
+    /// 0` prefix: keying is two of a MAC's four SHA-256 blocks, so it is
+    /// done once here, and each MAC clones the state (see BENCHMARKS.md).
+    keyed: Vec<Hmac<Sha256>>,
 }
 
 /// A verified id, and whether a fallback key signed it.
@@ -109,15 +134,23 @@ impl IdCodec {
     pub(crate) fn new(name: String, current: Key, fallbacks: Vec<Key>) -> Self {
         let mut keys = vec![current];
         keys.extend(fallbacks);
-        Self { name, keys }
+        let keyed = keys
+            .iter()
+            .map(|key| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(key.signing())
+                    .expect("HMAC takes any key length");
+                mac.update(LABEL);
+                mac.update(name.as_bytes());
+                mac.update(&[0]);
+                mac
+            })
+            .collect();
+        Self { keys, keyed }
     }
 
-    fn mac(&self, key: &Key, id: &[u8]) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(key.signing()).expect("HMAC takes any key length");
-        mac.update(LABEL);
-        mac.update(self.name.as_bytes());
-        mac.update(&[0]);
+    /// The MAC of `id` under the key at `index`.
+    fn mac(&self, index: usize, id: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.keyed[index].clone();
         mac.update(id);
         mac
     }
@@ -131,12 +164,7 @@ impl IdCodec {
     pub(crate) fn sign(&self, id: &SessionId) -> String {
         let mut raw = Vec::with_capacity(MAX_ID_BYTES + MAC_LEN);
         raw.extend_from_slice(id.expose_bytes());
-        raw.extend_from_slice(
-            &self
-                .mac(&self.keys[0], id.expose_bytes())
-                .finalize()
-                .into_bytes(),
-        );
+        raw.extend_from_slice(&self.mac(0, id.expose_bytes()).finalize().into_bytes());
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -151,8 +179,8 @@ impl IdCodec {
         let id = SessionId::from_bytes(id)?;
         // Every key is tried, so timing tells nothing about which one matched.
         let mut matched = None;
-        for (index, key) in self.keys.iter().enumerate() {
-            if self.mac(key, id.expose_bytes()).verify_slice(tag).is_ok() && matched.is_none() {
+        for index in 0..self.keyed.len() {
+            if self.mac(index, id.expose_bytes()).verify_slice(tag).is_ok() && matched.is_none() {
                 matched = Some(index);
             }
         }
@@ -367,11 +395,12 @@ impl CookieConfig {
         Ok(())
     }
 
-    fn base(&self, value: String) -> cookie::Cookie<'static> {
-        let mut c = cookie::Cookie::new(self.name.clone(), value);
-        c.set_path(self.path.clone());
+    /// Borrows name, path and domain: a `Set-Cookie` costs one string.
+    fn base(&self, value: String) -> cookie::Cookie<'_> {
+        let mut c = cookie::Cookie::new(self.name.as_str(), value);
+        c.set_path(self.path.as_str());
         if let Some(domain) = &self.domain {
-            c.set_domain(domain.clone());
+            c.set_domain(domain.as_str());
         }
         c.set_secure(self.secure);
         c.set_http_only(self.http_only);
@@ -396,7 +425,11 @@ impl CookieConfig {
             c.set_max_age(age);
             c.set_expires(now + age);
         }
-        c.to_string()
+        // Room for the usual attributes up front: `to_string` would grow
+        // the string several times.
+        let mut out = String::with_capacity(160);
+        let _ = write!(out, "{c}");
+        out
     }
 
     /// The `Set-Cookie` value that removes the cookie: same name, path,

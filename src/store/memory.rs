@@ -139,6 +139,14 @@ impl Shard {
     }
 }
 
+/// The JSON bytes of `data` in an allocation of exactly their size. The
+/// serializer's buffer, shrunk in place, would leave a hole of its unused
+/// capacity beside every entry (see BENCHMARKS.md, memory per session).
+fn encode_data(data: &Data) -> Result<Box<[u8]>, StoreError> {
+    let json = serde_json::to_vec(data).map_err(StoreError::backend)?;
+    Ok(Box::from(json.as_slice()))
+}
+
 impl Entry {
     fn encode(record: &Record) -> Result<Self, StoreError> {
         Ok(Self {
@@ -146,9 +154,7 @@ impl Entry {
             last_active: record.last_active.unix_timestamp(),
             expires_at: record.expires_at.unix_timestamp(),
             expiry: record.expiry.map(Box::new),
-            data: serde_json::to_vec(&record.data)
-                .map_err(StoreError::backend)?
-                .into_boxed_slice(),
+            data: encode_data(&record.data)?,
         })
     }
 
@@ -201,9 +207,7 @@ impl SessionStore for MemoryStore {
         for (key, value) in &changes.set {
             data.insert(key.clone(), value.clone());
         }
-        entry.data = serde_json::to_vec(&data)
-            .map_err(StoreError::backend)?
-            .into_boxed_slice();
+        entry.data = encode_data(&data)?;
         entry.last_active = changes.last_active.unix_timestamp();
         entry.expires_at = changes.expires_at.unix_timestamp();
         entry.expiry = changes.expiry.map(Box::new);
