@@ -271,8 +271,8 @@ impl SessionLayerBuilder {
 
     /// Checks the settings and builds the layer.
     pub fn build(mut self) -> Result<SessionLayer, ConfigError> {
-        let prefixed =
-            self.cookie.name.starts_with("__Host-") || self.cookie.name.starts_with("__Secure-");
+        let lower = self.cookie.name.to_ascii_lowercase();
+        let prefixed = lower.starts_with("__host-") || lower.starts_with("__secure-");
         if prefixed && !self.secure_set {
             self.cookie.secure = true;
         }

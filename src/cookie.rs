@@ -382,8 +382,11 @@ impl CookieConfig {
                 return Err(ConfigError::InvalidDomain);
             }
         }
-        let host = self.name.starts_with("__Host-");
-        if (host || self.name.starts_with("__Secure-")) && !self.secure && secure_set_explicitly {
+        // Browsers match the prefixes case-insensitively (RFC 6265bis) and
+        // drop a cookie that breaks their rules: `__host-id` is held to them.
+        let lower = self.name.to_ascii_lowercase();
+        let host = lower.starts_with("__host-");
+        if (host || lower.starts_with("__secure-")) && !self.secure && secure_set_explicitly {
             return Err(ConfigError::PrefixNeedsSecure);
         }
         if host && (self.domain.is_some() || self.path != "/") {

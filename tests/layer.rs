@@ -218,6 +218,46 @@ async fn s13_insecure_settings_are_build_errors_and_prefixes_force_secure() {
     );
 }
 
+#[test]
+fn s13_prefix_rules_hold_whatever_the_case_of_the_prefix() {
+    // Browsers match `__Host-`/`__Secure-` case-insensitively (RFC 6265bis)
+    // and silently drop a cookie that breaks the prefix rules, so a layer
+    // that would send one must not build.
+    let clock = session_layer::clock::ManualClock::new();
+    let builder = || SessionLayer::builder(TestStore::new(clock.clone()), key());
+    for name in ["__host-id", "__HOST-id", "__hOsT-id"] {
+        assert_eq!(
+            builder()
+                .cookie_name(name)
+                .domain("example.com")
+                .build()
+                .unwrap_err(),
+            ConfigError::HostPrefixRules,
+            "{name}"
+        );
+        assert_eq!(
+            builder()
+                .cookie_name(name)
+                .path("/app")
+                .build()
+                .unwrap_err(),
+            ConfigError::HostPrefixRules,
+            "{name}"
+        );
+    }
+    for name in ["__host-id", "__secure-id", "__SECURE-id"] {
+        assert_eq!(
+            builder()
+                .cookie_name(name)
+                .secure(false)
+                .build()
+                .unwrap_err(),
+            ConfigError::PrefixNeedsSecure,
+            "{name}"
+        );
+    }
+}
+
 /// `Max-Age` and `Expires` of a Set-Cookie: Expires must be GMT and equal
 /// to now + Max-Age (S14).
 fn max_age_checked(raw: &str, now: OffsetDateTime) -> Option<Duration> {
