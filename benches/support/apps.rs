@@ -1,0 +1,151 @@
+//! The three apps every benchmark compares: the same routes and handlers
+//! with no session layer (`bare`), under `session-layer` (`ours`), and under
+//! tower-sessions 0.15 with its `MemoryStore` (`tower-sessions`).
+//!
+//! Shared by `benches/layer.rs` and the `bench_*` examples through
+//! `#[path]`, so every number comes from one definition of the apps.
+//!
+//! | route | what the handler does |
+//! |---|---|
+//! | `/signin` | stores `user` and a counter `n`: the client gets a cookie |
+//! | `/plain` | nothing with the session |
+//! | `/read` | reads `user` |
+//! | `/write` | reads `n` and stores `n + 1` |
+//! | `/create` | stores `user` (sent without a cookie: a new session each time) |
+#![allow(dead_code)] // each bench or example uses part of this
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+/// Which app to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// No session layer: the ceiling.
+    Bare,
+    /// `session_layer::SessionLayer` on its `MemoryStore`.
+    Ours,
+    /// `tower_sessions::SessionManagerLayer` on its `MemoryStore`.
+    TowerSessions,
+}
+
+impl Mode {
+    pub(crate) const ALL: [Mode; 3] = [Mode::Bare, Mode::Ours, Mode::TowerSessions];
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bare" => Some(Self::Bare),
+            "ours" => Some(Self::Ours),
+            "tower-sessions" => Some(Self::TowerSessions),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::Ours => "ours",
+            Self::TowerSessions => "tower-sessions",
+        }
+    }
+}
+
+/// The app for `mode`; ours also hands back its store, so callers can
+/// count sessions.
+pub(crate) fn app(mode: Mode) -> (Router, Option<session_layer::MemoryStore>) {
+    match mode {
+        Mode::Bare => (bare(), None),
+        Mode::Ours => {
+            let store = session_layer::MemoryStore::new();
+            (ours(store.clone()), Some(store))
+        }
+        Mode::TowerSessions => (
+            tower_sessions_app(tower_sessions::MemoryStore::default()),
+            None,
+        ),
+    }
+}
+
+pub(crate) fn bare() -> Router {
+    Router::new()
+        .route("/signin", get(|| async { "signed in" }))
+        .route("/plain", get(|| async { "plain" }))
+        .route("/read", get(|| async { "alice" }))
+        .route("/write", get(|| async { "1" }))
+        .route("/create", get(|| async { "created" }))
+}
+
+pub(crate) fn ours(store: session_layer::MemoryStore) -> Router {
+    use session_layer::{Key, Session, SessionError, SessionLayer};
+
+    async fn signin(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("user", "alice")?;
+        session.insert("n", 0u64)?;
+        Ok("signed in")
+    }
+    async fn read(session: Session) -> Result<String, SessionError> {
+        Ok(session.get::<String>("user")?.unwrap_or_default())
+    }
+    async fn write(session: Session) -> Result<String, SessionError> {
+        let n = session.get::<u64>("n")?.unwrap_or(0) + 1;
+        session.insert("n", n)?;
+        Ok(n.to_string())
+    }
+    async fn create(session: Session) -> Result<&'static str, SessionError> {
+        session.insert("user", "alice")?;
+        Ok("created")
+    }
+
+    let layer = SessionLayer::builder(store, Key::generate())
+        .secure(false)
+        .build()
+        .expect("valid settings");
+    Router::new()
+        .route("/signin", get(signin))
+        .route("/plain", get(|| async { "plain" }))
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .route("/create", get(create))
+        .layer(layer)
+}
+
+pub(crate) fn tower_sessions_app(store: tower_sessions::MemoryStore) -> Router {
+    use tower_sessions::{Session, SessionManagerLayer};
+
+    fn fail(_: tower_sessions::session::Error) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+    async fn signin(session: Session) -> Result<&'static str, StatusCode> {
+        session.insert("user", "alice").await.map_err(fail)?;
+        session.insert("n", 0u64).await.map_err(fail)?;
+        Ok("signed in")
+    }
+    async fn read(session: Session) -> Result<String, StatusCode> {
+        let user = session.get::<String>("user").await.map_err(fail)?;
+        Ok(user.unwrap_or_default())
+    }
+    async fn write(session: Session) -> Result<String, StatusCode> {
+        let n = session.get::<u64>("n").await.map_err(fail)?.unwrap_or(0) + 1;
+        session.insert("n", n).await.map_err(fail)?;
+        Ok(n.to_string())
+    }
+    async fn create(session: Session) -> Result<&'static str, StatusCode> {
+        session.insert("user", "alice").await.map_err(fail)?;
+        Ok("created")
+    }
+
+    Router::new()
+        .route("/signin", get(signin))
+        .route("/plain", get(|| async { "plain" }))
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .route("/create", get(create))
+        .layer(SessionManagerLayer::new(store).with_secure(false))
+}
+
+/// The `name=value` part of the first `Set-Cookie` of `res`.
+pub(crate) fn cookie_of<B>(res: &axum::http::Response<B>) -> Option<String> {
+    let set_cookie = res.headers().get(axum::http::header::SET_COOKIE)?;
+    let pair = set_cookie.to_str().ok()?.split(';').next()?;
+    Some(pair.trim().to_owned())
+}
