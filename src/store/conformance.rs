@@ -398,7 +398,17 @@ pub async fn expired_records_do_not_load<S: SessionStore>(store: &S) {
 /// removal; odd key names round-trip; `created_at` never changes.
 pub async fn save_applies_changes<S: SessionStore>(store: &S) {
     const RULE: &str = "save applies the changes";
-    let original = live(data(json!({"a": 1, "b": 2, "c": 3})));
+    // Values the edits must leave exactly as they were.
+    let original = live(data(json!({
+        "a": 1,
+        "b": 2,
+        "c": 3,
+        "big": u64::MAX,
+        "negative": i64::MIN,
+        "pi": std::f64::consts::PI,
+        "tiny": 1e-300,
+        "text": "ünïcödé \"quoted\" \\ 🦀",
+    })));
     let id = create_live(RULE, store, &original).await;
     let mut want = original.clone();
 

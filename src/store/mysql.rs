@@ -32,12 +32,19 @@
 //! `save` and `touch` only update a live row. Expired rows stay until
 //! purged: run a [`PurgeTask`](super::PurgeTask).
 //!
+//! ```no_run
+//! # async fn run(store: session_layer::MySqlStore) {
+//! let purge = session_layer::store::PurgeTask::spawn(store.clone(), std::time::Duration::from_secs(300));
+//! # }
+//! ```
+//!
 //! # Round trips
 //!
-//! Each call but a colliding `create` is one statement; as with
-//! [`PostgresStore`](super::postgres::PostgresStore), a prepared statement
-//! is cached per connection, and [`MySqlStore::connect`] makes a pool that
-//! does not ping before each acquire.
+//! Each call but a colliding `create` is one statement: one round trip on
+//! the request's path once sqlx has prepared it on that connection, with a
+//! pool that does not ping before each acquire ([`MySqlStore::connect`]
+//! makes one; sqlx's default pings). sqlx 0.8 also pings each connection as
+//! it goes back to the pool, after the call has returned.
 
 use std::sync::Arc;
 

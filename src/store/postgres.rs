@@ -31,13 +31,22 @@
 //! `touch` only update a live row. Expired rows stay until purged: run a
 //! [`PurgeTask`](super::PurgeTask).
 //!
+//! ```no_run
+//! # async fn run(store: session_layer::PostgresStore) {
+//! let purge = session_layer::store::PurgeTask::spawn(store.clone(), std::time::Duration::from_secs(300));
+//! # }
+//! ```
+//!
 //! # Round trips
 //!
-//! Each call is one statement. sqlx prepares a statement on a connection's
-//! first use of it and caches it; after that, a call is one round trip —
+//! Each call is one statement: one round trip on the request's path, once
+//! sqlx has prepared the statement on that connection (its first use) —
 //! provided the pool does not ping before every acquire, which is sqlx's
 //! default: [`PostgresStore::connect`] turns that off
 //! (`test_before_acquire(false)`); do the same for a pool of your own.
+//! sqlx 0.8 also pings each connection as it goes back to the pool, after
+//! the call has returned: a second exchange on the wire, off the request's
+//! path (`tests/stores.rs` counts both).
 
 use std::sync::Arc;
 

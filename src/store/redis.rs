@@ -236,7 +236,9 @@ impl RedisStore {
 
     /// Connects to the server at `url` (`redis://[user:password@]host[:port][/db]`,
     /// or `rediss://` with redis-rs's TLS features) with a connection
-    /// manager, and fails if the server cannot be reached now.
+    /// manager, and fails if the server cannot be reached now. To start
+    /// while Redis is down, make the manager with
+    /// [`ConnectionManager::new_lazy_with_config`] and use [`RedisStore::new`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::backend)?;
         let manager = ConnectionManager::new(client)

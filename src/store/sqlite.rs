@@ -32,6 +32,12 @@
 //!
 //! Expired rows stay until purged: run a [`PurgeTask`](super::PurgeTask).
 //!
+//! ```no_run
+//! # async fn run(store: session_layer::SqliteStore) {
+//! let purge = session_layer::store::PurgeTask::spawn(store.clone(), std::time::Duration::from_secs(300));
+//! # }
+//! ```
+//!
 //! # In memory
 //!
 //! `sqlite::memory:` is a database that lives as long as its connection. Give
