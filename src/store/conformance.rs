@@ -471,7 +471,7 @@ pub async fn save_applies_changes<S: SessionStore>(store: &S) {
             )),
         ),
         (
-            "clear, then set e, drop the expiry",
+            "clear, then set e",
             step(Changes {
                 cleared: true,
                 ..changes(vec![("e", json!(5))], &[])
