@@ -65,6 +65,7 @@ impl Key {
     /// modules are private). Returns `(sign, verify, find)` for cookie
     /// `name`; `find` gives the total length of our cookie's values.
     #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
     pub fn __bench_codec(
         &self,
         name: &str,
@@ -207,10 +208,12 @@ pub(crate) fn cookie_values<'a>(
         .iter()
         .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
         .filter_map(move |pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
-            (key == name.as_bytes()).then_some(value)
+            // Most pairs are other cookies: reject them on their first bytes
+            // instead of searching each for its `=`. Names are tokens (no
+            // `=`, no whitespace), so this is `trim(key) == name`.
+            let rest = pair.trim_ascii_start().strip_prefix(name.as_bytes())?;
+            let value = rest.trim_ascii_start().strip_prefix(b"=")?;
+            Some(value.trim_ascii())
         })
 }
 
