@@ -231,6 +231,7 @@ impl Shared {
         let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
         let opened = self
             .candidates(headers)
+            .take(MAX_EXAMINED)
             .filter_map(|value| match &self.backend {
                 Backend::Store(_) => self
                     .codec

@@ -511,6 +511,33 @@ async fn s20_a_live_cookie_behind_four_dead_signed_ones_still_wins() {
 }
 
 #[tokio::test]
+async fn s7_s20_a_header_stuffed_with_fake_ids_is_only_examined_up_to_a_cap() {
+    // The layer verifies at most 256 values of our name per request (more
+    // than a browser keeps for one site), so a header stuffed with forged
+    // values costs a bounded number of HMACs. Seen from outside: a live
+    // cookie behind 300 fakes is not looked at, one behind 200 is.
+    let h = Harness::new();
+    let live = h.new_session().await;
+    let fake = format!("id={}", "A".repeat(64));
+    let behind = |n: usize| {
+        let mut cookies = vec![fake.as_str(); n];
+        cookies.push(live.as_str());
+        cookies.join("; ")
+    };
+    let loads = h.store.calls(Op::Load);
+    let reply = h.get("/get/user", &[&behind(200)]).await;
+    assert_eq!(reply.body, "alice");
+    let reply = h.get("/get/user", &[&behind(300)]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "none", "values past the cap were verified");
+    assert_eq!(
+        h.store.calls(Op::Load),
+        loads + 1,
+        "fakes never reach the store"
+    );
+}
+
+#[tokio::test]
 async fn s21_a_malformed_neighbour_cookie_breaks_nothing_and_stands_in_for_nothing() {
     let h = Harness::new();
     let pair = h.new_session().await;
