@@ -23,9 +23,12 @@ use crate::session::{Loaded, Session, State};
 use crate::store::cookie::{max_data, seal, unseal, CookieStore};
 use crate::store::{Changes, Data, Record, SessionStore};
 
-/// At most this many verified ids of one request are looked up (S20); a
-/// client holds one or two, and every one of them costs a store call.
-const MAX_CANDIDATES: usize = 4;
+/// At most this many verified ids of one request are looked up (S20). A
+/// browser sends one or two; every one costs a store call, so an attacker's
+/// request cannot turn into many. Dead-but-signed cookies tossed from a
+/// sibling subdomain could push a live one past the cap: a `__Host-` cookie
+/// name stops tossing altogether.
+const MAX_CANDIDATES: usize = 8;
 /// At most this many values of our name are verified per request: more
 /// than a browser keeps for one site (about 180 cookies), few enough that a
 /// header stuffed with fakes costs little.
@@ -410,7 +413,15 @@ impl Shared {
             }
             (Plan::Touch, Some(loaded)) => {
                 let deadline = expiry.deadline(loaded.created_at, now);
-                let touched = self.call(store.touch(&loaded.hash, now, deadline)).await?;
+                // A read-only request loses nothing if the refresh fails: the
+                // session stays as it was, and a later request refreshes it.
+                let touched = match self.call(store.touch(&loaded.hash, now, deadline)).await {
+                    Ok(touched) => touched,
+                    Err(error) => {
+                        tracing::warn!(session = %loaded.hash, %error, "idle refresh failed; session left as it was");
+                        false
+                    }
+                };
                 let send = touched && (expiry.is_persistent() || loaded.resign);
                 Ok(send.then(|| id_out(loaded.id, deadline)))
             }

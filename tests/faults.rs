@@ -10,7 +10,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::*;
 use http::StatusCode;
-use session_layer::{StoreError, StoreErrorKind};
+use session_layer::{Expiry, StoreError, StoreErrorKind};
+use time::Duration;
 
 // --- log capture ---------------------------------------------------------------
 
@@ -293,4 +294,27 @@ async fn s5_debug_of_the_layer_and_the_store_shows_no_session_data() {
                 .join(", ")
         ));
     }
+}
+
+#[tokio::test]
+async fn s36_a_failed_idle_refresh_does_not_fail_a_read_only_request() {
+    let h = Harness::with(|b| {
+        b.expiry(Expiry::idle(Duration::minutes(40)))
+            .refresh_after(0.25)
+    });
+    let pair = h.new_session().await;
+    h.advance(Duration::minutes(15));
+    h.store.fail(Op::Touch, Fault::Backend);
+    let reply = h.get("/get/user", &[&pair]).await;
+    assert_eq!(h.store.calls(Op::Touch), 1, "the refresh was due and tried");
+    assert_eq!(reply.status, StatusCode::OK, "a read loses nothing");
+    assert_eq!(reply.body, "alice");
+    assert!(
+        reply.set_cookies().is_empty(),
+        "no cookie for a refresh that did not happen"
+    );
+    // The next read refreshes once the store is back.
+    h.store.heal();
+    h.get("/get/user", &[&pair]).await;
+    assert_eq!(h.store.calls(Op::Touch), 2);
 }

@@ -493,9 +493,6 @@ async fn s20_the_first_cookie_that_resolves_to_a_live_session_wins_whatever_the_
 }
 
 #[tokio::test]
-#[ignore = "design: the layer looks up at most 4 verified ids (MAX_CANDIDATES), so a live \
-            session behind 4 dead-but-signed cookies (e.g. tossed from a sibling subdomain) is \
-            not found; S20 says the first live one wins whatever the order"]
 async fn s20_a_live_cookie_behind_four_dead_signed_ones_still_wins() {
     let h = Harness::new();
     let mut dead = Vec::new();
