@@ -16,7 +16,17 @@ use reqwest::header::COOKIE;
 struct Demo {
     child: Child,
     base: String,
-    _key_dir: KeyDir,
+    key_dir: KeyDir,
+}
+
+impl Demo {
+    /// Stops the demo and hands back its key directory, for a restart.
+    fn stop(mut self) -> KeyDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = KeyDir(std::mem::take(&mut self.key_dir.0));
+        dir
+    }
 }
 
 impl Drop for Demo {
@@ -44,7 +54,9 @@ impl KeyDir {
 
 impl Drop for KeyDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -65,9 +77,12 @@ fn demo_binary() -> PathBuf {
 }
 
 fn start_demo() -> Demo {
-    let key_dir = KeyDir::new();
+    start_demo_on("memory", KeyDir::new())
+}
+
+fn start_demo_on(store: &str, key_dir: KeyDir) -> Demo {
     let mut child = Command::new(demo_binary())
-        .args(["--port", "0", "--store", "memory", "--key-file"])
+        .args(["--port", "0", "--store", store, "--key-file"])
         .arg(key_dir.0.join("key"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -87,12 +102,17 @@ fn start_demo() -> Demo {
     let base = line
         .trim()
         .strip_prefix("listening on ")
-        .expect("a `listening on` line")
+        .unwrap_or_else(|| {
+            panic!(
+                "the demo did not start on {store}: {line:?}. Note: `cargo test --test demo` alone \
+                 does not rebuild the examples; run the whole `cargo test` with the same features"
+            )
+        })
         .to_owned();
     Demo {
         child,
         base,
-        _key_dir: key_dir,
+        key_dir,
     }
 }
 
@@ -251,4 +271,110 @@ async fn demo_remember_me_sets_a_persistent_cookie_and_sign_in_cycles_the_id() {
         .await
         .unwrap();
     assert!(new.text().await.unwrap().contains("Hello, <b>grace</b>"));
+}
+
+/// Signs in with "remember me" on the demo at `store`, restarts the demo on
+/// the same store and key, and checks the user is still signed in.
+async fn signed_in_across_a_restart(store: &str) {
+    let demo = start_demo_on(store, KeyDir::new());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let res = client
+        .post(format!("{}/sign-in", demo.base))
+        .form(&[("name", "lin"), ("remember", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{store}");
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = client
+        .get(format!("{}/", demo.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.text().await.unwrap().contains("Hello, <b>lin</b>"),
+        "{store}"
+    );
+
+    let key_dir = demo.stop();
+    let demo = start_demo_on(store, key_dir);
+    let page = client
+        .get(format!("{}/", demo.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("Hello, <b>lin</b>") && visits(&page) == Some(2),
+        "{store}: {page}"
+    );
+
+    // Sign out, so the shared server keeps nothing of this run.
+    client
+        .post(format!("{}/sign-out", demo.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let page = client
+        .get(format!("{}/", demo.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.text().await.unwrap().contains(r#"action="/sign-in""#),
+        "{store}"
+    );
+}
+
+#[cfg(feature = "sqlite-store")]
+#[tokio::test]
+async fn demo_on_sqlite_keeps_a_sign_in_across_a_restart() {
+    let dir = KeyDir::new();
+    let db = dir.0.join("sessions.db");
+    signed_in_across_a_restart(&format!("sqlite://{}", db.display())).await;
+    assert!(db.exists());
+}
+
+/// The demo on a server store named by an environment variable; skipped
+/// with a line when it is unset, unless CI requires the backends.
+async fn on_server(var: &str) {
+    match std::env::var(var) {
+        Ok(url) => signed_in_across_a_restart(&url).await,
+        Err(_) if std::env::var("SESSION_LAYER_REQUIRE_BACKENDS").as_deref() == Ok("1") => {
+            panic!("{var} is unset but SESSION_LAYER_REQUIRE_BACKENDS=1")
+        }
+        Err(_) => println!("skipping the demo on {var}: unset"),
+    }
+}
+
+#[cfg(feature = "redis-store")]
+#[tokio::test]
+async fn demo_on_redis_keeps_a_sign_in_across_a_restart() {
+    on_server("SESSION_LAYER_REDIS_URL").await;
+}
+
+#[cfg(feature = "postgres-store")]
+#[tokio::test]
+async fn demo_on_postgres_keeps_a_sign_in_across_a_restart() {
+    on_server("SESSION_LAYER_POSTGRES_URL").await;
+}
+
+#[cfg(feature = "mysql-store")]
+#[tokio::test]
+async fn demo_on_mysql_keeps_a_sign_in_across_a_restart() {
+    on_server("SESSION_LAYER_MYSQL_URL").await;
 }

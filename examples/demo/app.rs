@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::Form;
 use axum::http::StatusCode;
@@ -9,7 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use session_layer::{Expiry, Key, MemoryStore, Session, SessionError, SessionLayer};
+use session_layer::{Expiry, Key, MemoryStore, Session, SessionError, SessionLayer, SessionStore};
 use time::Duration;
 
 /// How long "remember me" keeps a user signed in without a visit.
@@ -93,13 +94,64 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// The store that `--store` (or `SESSION_STORE`) names: `memory`,
+/// `sqlite://FILE`, `redis://…`, `postgres://…` or `mysql://…`. SQL stores
+/// get their table and a purge task; Redis expires sessions itself. A
+/// backend whose feature is off says which feature to enable.
+async fn open_store(spec: &str) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+    let scheme = spec.split_once(':').map_or(spec, |(scheme, _)| scheme);
+    #[allow(unused)]
+    let needs = |feature: &str| format!("--store {scheme}:… needs `--features {feature}`");
+    #[allow(unused)]
+    let purge_every = std::time::Duration::from_secs(300);
+    let store: Arc<dyn SessionStore> = match scheme {
+        "memory" => Arc::new(MemoryStore::new()),
+        #[cfg(feature = "sqlite-store")]
+        "sqlite" => {
+            // `sqlite://FILE`: created if missing, so sessions survive a restart.
+            let store = session_layer::SqliteStore::connect(spec).await?;
+            store.migrate().await?;
+            drop(session_layer::store::PurgeTask::spawn(store.clone(), purge_every)); // runs until exit
+            Arc::new(store)
+        }
+        #[cfg(feature = "redis-store")]
+        "redis" | "rediss" => Arc::new(session_layer::RedisStore::connect(spec).await?),
+        #[cfg(feature = "postgres-store")]
+        "postgres" | "postgresql" => {
+            let store = session_layer::PostgresStore::connect(spec).await?;
+            store.migrate().await?;
+            drop(session_layer::store::PurgeTask::spawn(store.clone(), purge_every));
+            Arc::new(store)
+        }
+        #[cfg(feature = "mysql-store")]
+        "mysql" | "mariadb" => {
+            let store = session_layer::MySqlStore::connect(spec).await?;
+            store.migrate().await?;
+            drop(session_layer::store::PurgeTask::spawn(store.clone(), purge_every));
+            Arc::new(store)
+        }
+        #[cfg(not(feature = "sqlite-store"))]
+        "sqlite" => return Err(needs("sqlite-store").into()),
+        #[cfg(not(feature = "redis-store"))]
+        "redis" | "rediss" => return Err(needs("redis-store").into()),
+        #[cfg(not(feature = "postgres-store"))]
+        "postgres" | "postgresql" => return Err(needs("postgres-store").into()),
+        #[cfg(not(feature = "mysql-store"))]
+        "mysql" | "mariadb" => return Err(needs("mysql-store").into()),
+        _ => {
+            return Err(format!(
+                "unknown store `{spec}`: use memory, sqlite://FILE, redis://…, postgres://… or mysql://…"
+            )
+            .into())
+        }
+    };
+    Ok(store)
+}
+
 /// The whole app, with its session layer.
 pub(crate) async fn router(options: &Options) -> Result<Router, Box<dyn std::error::Error>> {
     let key = load_key(&options.key_file)?;
-    let store = match options.store.as_str() {
-        "memory" => MemoryStore::new(),
-        other => return Err(format!("unknown store {other}").into()),
-    };
+    let store = open_store(&options.store).await?;
     let layer = SessionLayer::builder(store, key)
         .expiry(Expiry::browser_session().with_idle(IDLE))
         // Plain HTTP on loopback: a `Secure` cookie would not be sent back
