@@ -381,11 +381,11 @@ impl Shared {
                 Ok(Some(id_out(id, deadline)))
             }
             (Plan::Cycle, Some(loaded)) => {
-                // Destroyed or rotated by another request since it was
+                // The old id dies first. If it was already gone, another
+                // request destroyed or rotated this session since it was
                 // loaded: copying the stale data to a new id would undo that
-                // logout (S27). This narrows the race to one store call; the
-                // store contract has no atomic "delete if present".
-                if self.call(store.load(&loaded.hash)).await?.is_none() {
+                // logout (S27). Of two concurrent cycles, only one goes on.
+                if !self.call(store.delete(&loaded.hash)).await? {
                     tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
                     return Ok(None);
                 }
@@ -393,7 +393,6 @@ impl Shared {
                 let deadline = expiry.deadline(loaded.created_at, now);
                 let record = new_record(state.data, loaded.created_at, now, deadline, state.expiry);
                 let id = self.create(store, record).await?;
-                self.call(store.delete(&loaded.hash)).await?;
                 Ok(Some(id_out(id, deadline)))
             }
             (Plan::Save, Some(loaded)) => {

@@ -283,3 +283,28 @@ async fn s27_a_slow_read_does_not_refresh_a_session_destroyed_meanwhile() {
     assert!(slow.cookie().is_none(), "{:?}", slow.set_cookies());
     assert!(race.h.store.memory.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s24_s27_two_concurrent_sign_ins_leave_one_session_not_two() {
+    // A double-clicked sign-in: both requests loaded the same session and
+    // both cycle it. The store's delete says which one ended the old id;
+    // only that one makes the new session, so no orphan is left behind.
+    let race = Race::new(|s| s.cycle_id());
+    let pair = race.h.new_session().await;
+    let (slow, fast) = race.run(&pair, "/login/alice").await;
+    let fast_cookie = fast.cookie().expect("the first sign-in got a new id");
+    assert!(!fast_cookie.value().is_empty());
+    assert!(
+        slow.cookie().is_none(),
+        "the second cycle found the old id gone: {:?}",
+        slow.set_cookies()
+    );
+    assert_eq!(race.h.store.memory.len(), 1, "one live session, no orphan");
+    let fresh = format!("id={}", fast_cookie.value());
+    assert_eq!(race.h.get("/get/user", &[&fresh]).await.body, "alice");
+    assert_eq!(
+        race.h.get("/get/user", &[&pair]).await.body,
+        "none",
+        "the old id is dead"
+    );
+}

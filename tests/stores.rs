@@ -497,7 +497,7 @@ mod sqlite {
         async fn save(&self, id: &session_layer::IdHash, c: &Changes) -> Result<bool, StoreError> {
             self.inner.save(id, c).await
         }
-        async fn delete(&self, id: &session_layer::IdHash) -> Result<(), StoreError> {
+        async fn delete(&self, id: &session_layer::IdHash) -> Result<bool, StoreError> {
             self.inner.delete(id).await
         }
         async fn touch(

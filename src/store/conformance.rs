@@ -676,12 +676,23 @@ pub async fn delete_removes_one_record<S: SessionStore>(store: &S) {
     let gone = create_live(RULE, store, &live(data(json!({"n": 1})))).await;
     let kept = live(data(json!({"n": 2})));
     let kept_id = create_live(RULE, store, &kept).await;
-    expect(RULE, "delete", store.delete(&gone).await);
-    expect(RULE, "second delete", store.delete(&gone).await);
-    expect(
+    check_eq(
+        RULE,
+        "delete of a live record",
+        expect(RULE, "delete", store.delete(&gone).await),
+        true,
+    );
+    check_eq(
+        RULE,
+        "second delete",
+        expect(RULE, "second delete", store.delete(&gone).await),
+        false,
+    );
+    check_eq(
         RULE,
         "delete of an unknown id",
-        store.delete(&fresh_id()).await,
+        expect(RULE, "delete", store.delete(&fresh_id()).await),
+        false,
     );
     check_eq(
         RULE,
@@ -1031,7 +1042,7 @@ mod tests {
                 _ => self.inner.save(id, changes).await,
             }
         }
-        async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
+        async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
             self.inner.delete(id).await
         }
         async fn touch(

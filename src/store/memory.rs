@@ -214,9 +214,8 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
-        self.shard(id).entries.remove(id.as_bytes());
-        Ok(())
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
+        Ok(self.shard(id).entries.remove(id.as_bytes()).is_some())
     }
 
     async fn touch(

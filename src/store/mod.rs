@@ -66,9 +66,8 @@
 //!         }
 //!     }
 //!
-//!     async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
-//!         self.0.lock().unwrap().remove(id);
-//!         Ok(())
+//!     async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
+//!         Ok(self.0.lock().unwrap().remove(id).is_some())
 //!     }
 //!
 //!     async fn touch(
@@ -271,8 +270,11 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// write, if there is none.
     async fn save(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError>;
 
-    /// Removes the record under `id`, if any.
-    async fn delete(&self, id: &IdHash) -> Result<(), StoreError>;
+    /// Removes the record under `id`; `Ok(true)` if there was one. Of two
+    /// requests that end or rotate the same session at once, only the one
+    /// that sees `true` goes on, so a logout is never undone by a
+    /// concurrent sign-in (S27).
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError>;
 
     /// Sets `last_active` and `expires_at` of the live record under `id`
     /// without rewriting its data; `Ok(false)` if there is none.
@@ -301,7 +303,7 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     async fn save(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
         (**self).save(id, changes).await
     }
-    async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
         (**self).delete(id).await
     }
     async fn touch(

@@ -404,8 +404,8 @@ impl SessionStore for RedisStore {
         Ok(saved == 1)
     }
 
-    async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
-        self.run::<()>(redis::cmd("DEL").arg(self.key(id))).await
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
+        Ok(self.run::<u64>(redis::cmd("DEL").arg(self.key(id))).await? > 0)
     }
 
     async fn touch(

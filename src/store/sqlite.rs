@@ -330,13 +330,13 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
-        sqlx::query(&self.queries.delete)
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.queries.delete)
             .bind(&id.as_bytes()[..])
             .execute(&self.pool)
             .await
             .map_err(StoreError::backend)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn touch(

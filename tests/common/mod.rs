@@ -176,7 +176,7 @@ impl SessionStore for TestStore {
         self.memory.save(id, changes).await
     }
 
-    async fn delete(&self, id: &IdHash) -> Result<(), StoreError> {
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
         self.enter(Op::Delete).await?;
         self.note(format!("delete {id}"));
         self.memory.delete(id).await
