@@ -11,7 +11,8 @@
 # Settings (environment): DURATION (s per run, 10), ROUNDS (5), CONNECTIONS
 # (32), SCENARIOS ("read write create"), MEMORY_SESSIONS (100000), GROW
 # (requests of the growth test, 1000000; 0 skips it), PORT (3100), OUT (a
-# file for the markdown tables, besides stdout).
+# file for the markdown tables, besides stdout), GROW_RUNS (runs of the
+# in-process growth test, 3).
 #
 # Only 127.0.0.1; every loop is bounded; the script kills only the servers
 # it started, by pid.
@@ -27,6 +28,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 SCENARIOS=${SCENARIOS:-"read write create"}
 MEMORY_SESSIONS=${MEMORY_SESSIONS:-100000}
 GROW=${GROW:-1000000}
+GROW_RUNS=${GROW_RUNS:-3}
 PORT=${PORT:-3100}
 OUT=${OUT:-/dev/null}
 MODES=(bare ours tower-sessions)
@@ -37,7 +39,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 command -v taskset >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
 command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
-cargo build --release --quiet --example bench_server --example bench_load --example bench_memory
+cargo build --release --quiet --example bench_server --example bench_load --example bench_memory --example bench_growth
 BIN="$CARGO_TARGET_DIR/release/examples"
 
 server_pid=""
@@ -194,6 +196,22 @@ if [[ "$GROW" -gt 0 ]]; then
   done
   emit ""
   emit "Per-block latencies: \`$CARGO_TARGET_DIR/bench-grow-<app>.log\`."
+  emit ""
+  emit "## the same growth in process, $GROW_RUNS runs, per block the smallest p99/max over the runs"
+  emit ""
+  emit "One thread, \`/create\` through the layer with \`oneshot\`, every request timed; a stall of the table recurs at the same block every run, a preemption by another process does not."
+  emit ""
+  emit "| app | req/s (best run) | worst block p99 µs | worst block max µs | blocks with max over 5 ms |"
+  emit "|---|---|---|---|---|"
+  for mode in ours tower-sessions; do
+    log="$CARGO_TARGET_DIR/bench-growth-inprocess-$mode.log"
+    taskset -c "$SERVER_CORE" "$BIN/bench_growth" --mode "$mode" --sessions "$GROW" --runs "$GROW_RUNS" >"$log"
+    s=$(grep '^summary' "$log")
+    field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$s"; }
+    emit "| $mode | $(field req_per_s) | $(field worst_block_p99_us) | $(field worst_block_max_us) | $(field blocks_over_5ms) |"
+  done
+  emit ""
+  emit "Per-block latencies: \`$CARGO_TARGET_DIR/bench-growth-inprocess-<app>.log\`."
 fi
 emit ""
 emit "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
