@@ -52,8 +52,12 @@ impl Mode {
 
 /// The app for `mode`; ours also hands back its store, so callers can
 /// count sessions.
+///
+/// `with_state(())` turns the handlers into routes once, as `axum::serve`
+/// does; a `Router` called without it rebuilds every route, and re-applies
+/// every layer, on each request.
 pub(crate) fn app(mode: Mode) -> (Router, Option<session_layer::MemoryStore>) {
-    match mode {
+    let (router, store) = match mode {
         Mode::Bare => (bare(), None),
         Mode::Ours => {
             let store = session_layer::MemoryStore::new();
@@ -63,7 +67,8 @@ pub(crate) fn app(mode: Mode) -> (Router, Option<session_layer::MemoryStore>) {
             tower_sessions_app(tower_sessions::MemoryStore::default()),
             None,
         ),
-    }
+    };
+    (router.with_state(()), store)
 }
 
 pub(crate) fn bare() -> Router {
