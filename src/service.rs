@@ -381,18 +381,21 @@ impl Shared {
                 Ok(Some(id_out(id, deadline)))
             }
             (Plan::Cycle, Some(loaded)) => {
-                // The old id dies first. If it was already gone, another
-                // request destroyed or rotated this session since it was
-                // loaded: copying the stale data to a new id would undo that
-                // logout (S27). Of two concurrent cycles, only one goes on.
-                if !self.call(store.delete(&loaded.hash)).await? {
-                    tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
-                    return Ok(None);
-                }
-                // The absolute timeout still counts from the first creation.
+                // The new id first, so a failed write leaves the old session
+                // as it was. Then the old id dies; if it was already gone,
+                // another request destroyed or rotated this session since it
+                // was loaded, and going on would undo that logout (S27): the
+                // new copy is removed again. Of two concurrent cycles, only
+                // the one whose delete removed the old id keeps its copy.
                 let deadline = expiry.deadline(loaded.created_at, now);
+                // The absolute timeout still counts from the first creation.
                 let record = new_record(state.data, loaded.created_at, now, deadline, state.expiry);
                 let id = self.create(store, record).await?;
+                if !self.call(store.delete(&loaded.hash)).await? {
+                    tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
+                    self.call(store.delete(&id.hash())).await?;
+                    return Ok(None);
+                }
                 Ok(Some(id_out(id, deadline)))
             }
             (Plan::Save, Some(loaded)) => {

@@ -24,8 +24,7 @@ impl Demo {
     fn stop(mut self) -> KeyDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let dir = KeyDir(std::mem::take(&mut self.key_dir.0));
-        dir
+        KeyDir(std::mem::take(&mut self.key_dir.0))
     }
 }
 

@@ -318,3 +318,22 @@ async fn s36_a_failed_idle_refresh_does_not_fail_a_read_only_request() {
     h.get("/get/user", &[&pair]).await;
     assert_eq!(h.store.calls(Op::Touch), 2);
 }
+
+#[tokio::test]
+async fn s36_a_store_failure_during_cycle_id_keeps_the_old_session() {
+    // A sign-in (cycle_id) whose write of the new id fails answers with the
+    // error status and leaves the user's session as it was.
+    let h = Harness::new();
+    let pair = h.new_session().await;
+    h.store.fail(Op::Create, Fault::Backend);
+    let reply = h.post("/login/bob", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.set_cookies().is_empty());
+    h.store.heal();
+    assert_eq!(
+        h.get("/get/user", &[&pair]).await.body,
+        "alice",
+        "the session survived"
+    );
+    assert_eq!(h.store.memory.len(), 1, "and nothing else was left behind");
+}
