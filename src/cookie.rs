@@ -52,7 +52,7 @@ impl Key {
         let secret = secret.trim().trim_end_matches('=');
         let bytes = URL_SAFE_NO_PAD
             .decode(secret.replace('+', "-").replace('/', "_"))
-            .map_err(|_| ConfigError::KeyTooShort { len: 0 })?;
+            .map_err(|_| ConfigError::InvalidKeyEncoding)?;
         Self::try_from(bytes.as_slice())
     }
 
@@ -234,6 +234,7 @@ mod tests {
             Err(ConfigError::KeyTooShort { len: 31 })
         );
         assert!(Key::from_base64("c2hvcnQ=").is_err());
+        assert_eq!(Key::from_base64("!!not base64!!").unwrap_err(), ConfigError::InvalidKeyEncoding);
         let long = URL_SAFE_NO_PAD.encode([9u8; 48]);
         assert!(Key::from_base64(&long).is_ok());
     }

@@ -174,6 +174,8 @@ pub enum ConfigError {
         /// The length given.
         len: usize,
     },
+    /// A key given as text is not base64.
+    InvalidKeyEncoding,
     /// The cookie name is empty or not an RFC 6265 token.
     InvalidCookieName,
     /// The path is not absolute or has characters a cookie cannot carry.
@@ -208,6 +210,7 @@ impl fmt::Display for ConfigError {
                 "key is {len} bytes, at least {} are needed",
                 crate::Key::MIN_LEN
             ),
+            Self::InvalidKeyEncoding => f.write_str("key is not valid base64"),
             Self::InvalidCookieName => f.write_str("cookie name is not a valid token"),
             Self::InvalidPath => {
                 f.write_str("cookie path must start with `/` and hold only cookie-safe characters")

@@ -147,7 +147,9 @@ impl Session {
         Ok(())
     }
 
-    /// Removes `key`, returning its value if it had one.
+    /// Removes `key`, returning its value if it had one. Removing the last
+    /// value ends the session at the end of the request, as
+    /// [`clear`](Self::clear) does.
     pub fn remove(&self, key: &str) -> Option<Value> {
         let mut state = self.read();
         let old = state.data.remove(key);
@@ -157,7 +159,10 @@ impl Session {
         old
     }
 
-    /// Removes every key. The session itself (id, expiry) stays.
+    /// Removes every key. Values inserted afterwards in the same request
+    /// stay in the same session (same id and expiry). A session left with
+    /// no values at the end of the request is not kept: it ends as with
+    /// [`destroy`](Self::destroy), record deleted and cookie removed.
     pub fn clear(&self) {
         let mut state = self.read();
         if !state.data.is_empty() || state.loaded.is_some() {

@@ -27,12 +27,19 @@ pub(crate) struct Options {
 }
 
 impl Options {
+    pub(crate) const USAGE: &'static str = "usage: demo [--port N] [--store memory|sqlite://FILE|redis://…|postgres://…|mysql://…] [--key-file PATH]
+  --port N         listen on 127.0.0.1:N (default 3000, or PORT)
+  --store URL      where sessions live (default memory, or SESSION_STORE); other
+                   stores need their feature, e.g. --features sqlite-store
+  --key-file PATH  the signing key, created if missing (default target/demo-session.key,
+                   or SESSION_KEY_FILE)";
+
     /// `--port N` (or `PORT`), `--store URL` (or `SESSION_STORE`),
-    /// `--key-file PATH` (or `SESSION_KEY_FILE`).
+    /// `--key-file PATH` (or `SESSION_KEY_FILE`); `None` for `--help`.
     pub(crate) fn from_args(
         mut args: impl Iterator<Item = String>,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Option<Self>, String> {
         let mut options = Options {
             port: env("PORT")
                 .map(|p| p.parse().map_err(|_| format!("PORT={p} is not a port")))
@@ -41,10 +48,18 @@ impl Options {
             store: env("SESSION_STORE").unwrap_or_else(|| "memory".into()),
             key_file: env("SESSION_KEY_FILE")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("session-layer-demo.key")),
+                // In this checkout's target directory, which is the user's
+                // own: a shared temporary directory would let another local
+                // user plant the demo's key.
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/demo-session.key")
+                }),
         };
         while let Some(arg) = args.next() {
-            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+            let mut value = |name: &str| match args.next() {
+                Some(v) if !v.starts_with("--") => Ok(v),
+                _ => Err(format!("{name} needs a value; try --help")),
+            };
             match arg.as_str() {
                 "--port" => {
                     let v = value("--port")?;
@@ -52,13 +67,11 @@ impl Options {
                 }
                 "--store" => options.store = value("--store")?,
                 "--key-file" => options.key_file = value("--key-file")?.into(),
-                "--help" | "-h" => {
-                    return Err("usage: demo [--port N] [--store memory|sqlite://FILE|redis://…|postgres://…|mysql://…] [--key-file PATH]".into())
-                }
+                "--help" | "-h" => return Ok(None),
                 other => return Err(format!("unknown argument {other}; try --help")),
             }
         }
-        Ok(options)
+        Ok(Some(options))
     }
 }
 
@@ -69,7 +82,10 @@ fn load_key(path: &PathBuf) -> Result<Key, Box<dyn std::error::Error>> {
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::STANDARD;
     if let Ok(text) = std::fs::read_to_string(path) {
-        return Ok(Key::from_base64(&text)?);
+        return Key::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()).into());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
     let mut secret = [0u8; 64];
     getrandom::getrandom(&mut secret)?;
@@ -233,9 +249,15 @@ async fn show_session(session: Session) -> Html<String> {
         .id()
         .map_or("(none: nothing stored yet)".to_owned(), |h| h.to_hex());
     let expiry = session.expiry();
-    let expires = session
-        .expires_at()
-        .map_or("(no session)".to_owned(), |t| t.to_string());
+    let expires = session.expires_at().map_or("(no session)".to_owned(), |t| {
+        format!(
+            "{} {:02}:{:02}:{:02} UTC",
+            t.date(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    });
     let cookie = if expiry.is_persistent() {
         "persistent (Max-Age)"
     } else {

@@ -27,11 +27,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let options =
-        app::Options::from_args(std::env::args().skip(1), |name| std::env::var(name).ok())?;
+        match app::Options::from_args(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+            Ok(Some(options)) => options,
+            Ok(None) => {
+                println!("{}", app::Options::USAGE);
+                return Ok(());
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                std::process::exit(2);
+            }
+        };
     let router = app::router(&options).await?;
 
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let address = SocketAddr::from(([127, 0, 0, 1], options.port));
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on {address}: {error} (try --port N)");
+            std::process::exit(1);
+        }
+    };
     // Tests and scripts read this line to learn the port (also for --port 0).
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router)

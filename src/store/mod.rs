@@ -4,7 +4,7 @@
 //! # The contract
 //!
 //! Every store, ours and yours, keeps these rules; the conformance suite
-//! (feature `testing`, [`conformance`]) checks them:
+//! (feature `testing`, module `conformance`) checks them:
 //!
 //! - [`create`](SessionStore::create) inserts only if the id is absent and
 //!   reports a collision as `Ok(false)`: it never overwrites another session
