@@ -234,7 +234,10 @@ mod tests {
             Err(ConfigError::KeyTooShort { len: 31 })
         );
         assert!(Key::from_base64("c2hvcnQ=").is_err());
-        assert_eq!(Key::from_base64("!!not base64!!").unwrap_err(), ConfigError::InvalidKeyEncoding);
+        assert_eq!(
+            Key::from_base64("!!not base64!!").unwrap_err(),
+            ConfigError::InvalidKeyEncoding
+        );
         let long = URL_SAFE_NO_PAD.encode([9u8; 48]);
         assert!(Key::from_base64(&long).is_ok());
     }
