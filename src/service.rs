@@ -111,10 +111,9 @@ where
     // Most requests commit nothing: decide that here, and keep the commit
     // future (the largest part of this one) out of line, so the future
     // every request boxes and moves stays small (see BENCHMARKS.md).
-    let outgoing = if shared.commits_nothing(&state, res.status(), now) {
-        Ok(None)
-    } else {
-        Box::pin(shared.commit(state, res.status(), now)).await
+    let outgoing = match shared.plan(&state, res.status(), now) {
+        Plan::Nothing => Ok(None),
+        plan => Box::pin(shared.commit(plan, state, now)).await,
     };
     let mut res = match outgoing {
         Ok(outgoing) => {
@@ -287,8 +286,12 @@ impl Shared {
         Ok(None)
     }
 
-    /// What the request's session needs (S23-S28, S32, S9).
-    fn plan(&self, state: &State, now: OffsetDateTime) -> Plan {
+    /// What the request's session needs (S23-S28, S32, S9). On 5xx nothing
+    /// is saved by default (S28).
+    fn plan(&self, state: &State, status: StatusCode, now: OffsetDateTime) -> Plan {
+        if status.is_server_error() && !self.save_on_server_error {
+            return Plan::Nothing;
+        }
         let Some(loaded) = &state.loaded else {
             // No stored session: store one only if the handler wrote (S23).
             return if state.data.is_empty() {
@@ -319,29 +322,17 @@ impl Shared {
         }
     }
 
-    /// Whether [`commit`](Self::commit) would do nothing at all.
-    fn commits_nothing(&self, state: &State, status: StatusCode, now: OffsetDateTime) -> bool {
-        (status.is_server_error() && !self.save_on_server_error)
-            || self.plan(state, now) == Plan::Nothing
-    }
-
-    /// Carries out the plan and says what to tell the client. The response
-    /// waits for this (S26); on 5xx nothing is saved by default (S28).
+    /// Carries out `plan` (never `Plan::Nothing`) and says what to tell the
+    /// client. The response waits for this (S26).
     async fn commit(
         &self,
+        plan: Plan,
         state: State,
-        status: StatusCode,
         now: OffsetDateTime,
     ) -> Result<Option<Outgoing>, CommitError> {
-        if status.is_server_error() && !self.save_on_server_error {
-            return Ok(None);
-        }
-        match self.plan(&state, now) {
-            Plan::Nothing => Ok(None),
-            plan => match &self.backend {
-                Backend::Store(store) => self.commit_stored(&**store, plan, state, now).await,
-                Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,
-            },
+        match &self.backend {
+            Backend::Store(store) => self.commit_stored(&**store, plan, state, now).await,
+            Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,
         }
     }
 

@@ -115,6 +115,11 @@ fn start_demo_on(store: &str, key_dir: KeyDir) -> Demo {
     }
 }
 
+/// Sends `req` and returns the page's text.
+async fn page(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
+}
+
 fn visits(page: &str) -> Option<u64> {
     let rest = page.split(r#"<b id="visits">"#).nth(1)?;
     rest.split('<').next()?.parse().ok()
@@ -131,14 +136,7 @@ async fn demo_sign_in_count_sign_out_and_replay() {
         .unwrap();
     let url = |path: &str| format!("{}{path}", demo.base);
 
-    let home = client
-        .get(url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = page(client.get(url("/"))).await;
     assert!(
         home.contains(r#"action="/sign-in""#),
         "a sign-in form: {home}"
@@ -163,26 +161,12 @@ async fn demo_sign_in_count_sign_out_and_replay() {
     assert!(first.contains("Hello, <b>ada</b>"), "{first}");
     let mut counts = vec![visits(&first).unwrap()];
     for _ in 0..2 {
-        let page = client
-            .get(url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        counts.push(visits(&page).unwrap());
+        let body = page(client.get(url("/"))).await;
+        counts.push(visits(&body).unwrap());
     }
     assert_eq!(counts, [1, 2, 3]);
 
-    let session_page = client
-        .get(url("/session"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let session_page = page(client.get(url("/session"))).await;
     assert!(
         session_page.contains("browser session"),
         "no remember-me: {session_page}"
@@ -192,14 +176,7 @@ async fn demo_sign_in_count_sign_out_and_replay() {
     let old_cookie = jar
         .cookies(&url("/").parse().unwrap())
         .expect("a session cookie");
-    let after = client
-        .post(url("/sign-out"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = page(client.post(url("/sign-out"))).await;
     assert!(
         after.contains(r#"action="/sign-in""#),
         "signed out: {after}"
