@@ -80,17 +80,34 @@ impl Transport {
 /// sessions), or a [`CookieStore`] (cookie sessions). Made with `.into()`,
 /// which [`SessionLayer::builder`] calls for you.
 #[derive(Debug, Clone)]
-pub struct Storage(pub(crate) Backend);
+pub struct Storage {
+    pub(crate) backend: Backend,
+    /// Every store call completes when first polled (no I/O): the layer
+    /// then runs the whole session path in place, without boxing a future.
+    pub(crate) inline: bool,
+}
 
 impl<S: SessionStore> From<S> for Storage {
     fn from(store: S) -> Self {
-        Self(Backend::Store(Arc::new(store)))
+        #[cfg(feature = "memory-store")]
+        let inline = std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::MemoryStore>();
+        #[cfg(not(feature = "memory-store"))]
+        let inline = false;
+        Self {
+            backend: Backend::Store(Arc::new(store)),
+            inline,
+        }
     }
 }
 
 impl From<CookieStore> for Storage {
     fn from(store: CookieStore) -> Self {
-        Self(Backend::Cookie(store))
+        // Without a revocation list, cookie sessions make no store call.
+        let inline = store.revocations.is_none();
+        Self {
+            backend: Backend::Cookie(store),
+            inline,
+        }
     }
 }
 
@@ -141,12 +158,14 @@ pub struct SessionLayerBuilder {
     error_status: StatusCode,
     ids: IdSource,
     clock: Arc<dyn Clock>,
+    inline: bool,
 }
 
 impl SessionLayerBuilder {
     pub(crate) fn new(storage: Storage, key: Key) -> Self {
         Self {
-            backend: storage.0,
+            backend: storage.backend,
+            inline: storage.inline,
             transport: Transport::Cookie,
             key,
             fallback_keys: Vec::new(),
@@ -299,6 +318,7 @@ impl SessionLayerBuilder {
         let codec = IdCodec::new(binding, self.key, self.fallback_keys);
         Ok(SessionLayer::from_shared(Shared {
             backend: self.backend,
+            inline: self.inline,
             transport: self.transport,
             codec,
             cookie: self.cookie,

@@ -14,6 +14,36 @@ pub const MIN_ID_BYTES: usize = 16;
 /// The most bytes an id may carry.
 pub const MAX_ID_BYTES: usize = 32;
 
+/// How many bytes of OS randomness each thread fetches at a time: 32 ids.
+const POOL_BYTES: usize = 512;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> = const {
+        std::cell::RefCell::new(Pool { bytes: [0; POOL_BYTES], used: POOL_BYTES })
+    };
+}
+
+/// Bytes from the OS CSPRNG not handed out yet: `bytes[used..]`.
+struct Pool {
+    bytes: [u8; POOL_BYTES],
+    used: usize,
+}
+
+impl Pool {
+    fn take(&mut self, out: &mut [u8]) {
+        if POOL_BYTES - self.used < out.len() {
+            // The OS CSPRNG failing is unrecoverable for a session layer:
+            // nothing else is an acceptable source of ids.
+            getrandom::getrandom(&mut self.bytes).expect("the OS random number generator failed");
+            self.used = 0;
+        }
+        let fresh = &mut self.bytes[self.used..self.used + out.len()];
+        out.copy_from_slice(fresh);
+        fresh.fill(0);
+        self.used += out.len();
+    }
+}
+
 /// A session id: 16 to 32 random bytes. Its `Debug` never shows the bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SessionId {
@@ -23,12 +53,17 @@ pub struct SessionId {
 
 impl SessionId {
     /// A new id of 128 random bits from the operating system's CSPRNG (S1).
+    ///
+    /// The bytes come straight from `getrandom(2)`, nothing derived: each
+    /// thread asks the OS for 512 bytes at a time and hands out 16 of
+    /// them per id, which spares a system call (≈ 0.4 µs here) on all but
+    /// one of every 32 new sessions. Handed-out bytes are wiped from the
+    /// pool. A process that `fork`s without `exec` and then creates
+    /// sessions in both parent and child would draw the same pooled bytes
+    /// in both: don't (tokio runtimes do not survive a fork anyway).
     pub fn generate() -> Self {
         let mut bytes = [0u8; MAX_ID_BYTES];
-        // The OS CSPRNG failing is unrecoverable for a session layer: nothing
-        // else is an acceptable source of ids.
-        getrandom::getrandom(&mut bytes[..MIN_ID_BYTES])
-            .expect("the OS random number generator failed");
+        POOL.with(|pool| pool.borrow_mut().take(&mut bytes[..MIN_ID_BYTES]));
         Self {
             bytes,
             len: MIN_ID_BYTES as u8,
@@ -149,6 +184,34 @@ mod tests {
         assert_eq!(a.expose_bytes().len(), 16);
         assert_ne!(a, b);
         assert_ne!(a.expose_bytes(), &[0u8; 16]);
+    }
+
+    #[test]
+    fn s1_pooled_ids_stay_distinct_across_refills_and_are_wiped_from_the_pool() {
+        // 1000 ids span 31 refills of the per-thread pool.
+        let ids: std::collections::HashSet<[u8; 16]> = (0..1000)
+            .map(|_| SessionId::generate().expose_bytes().try_into().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(!ids.contains(&[0u8; 16]));
+
+        let mut pool = Pool {
+            bytes: [0; POOL_BYTES],
+            used: POOL_BYTES,
+        };
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        pool.take(&mut a);
+        pool.take(&mut b);
+        assert_eq!(pool.used, 32);
+        assert_ne!(a, b);
+        assert!(
+            pool.bytes[..32].iter().all(|&x| x == 0),
+            "handed-out bytes are wiped"
+        );
+        assert!(
+            pool.bytes[32..].iter().any(|&x| x != 0),
+            "the rest is fresh randomness"
+        );
     }
 
     #[test]

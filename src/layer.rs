@@ -41,6 +41,8 @@ pub struct SessionLayer {
 /// What every request of one layer shares.
 pub(crate) struct Shared {
     pub(crate) backend: Backend,
+    /// See [`Storage`](crate::config::Storage): store calls never wait.
+    pub(crate) inline: bool,
     pub(crate) transport: Transport,
     pub(crate) codec: IdCodec,
     pub(crate) cookie: CookieConfig,

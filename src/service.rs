@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use time::{Duration, OffsetDateTime};
@@ -59,20 +60,37 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The clone may not be ready; the one that `poll_ready` readied is.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(Box::pin(handle(self.shared.clone(), inner, req)))
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        if !shared.inline {
+            // The clone may not be ready; the one that `poll_ready` readied is.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::boxed(Box::pin(handle(shared.clone(), inner, req)));
+        }
+        // Every store call of an inline backend completes when first polled
+        // (see `Storage`), so the load runs here and nothing is boxed.
+        let now = now_seconds(&*shared.clock);
+        let loaded = shared
+            .load(req.headers(), now)
+            .now_or_never()
+            .unwrap_or_else(|| Err(not_inline()));
+        let session = match shared.session(loaded, now) {
+            Ok(session) => session,
+            Err(error) => return ResponseFuture::ready(shared.error_response(error.into())),
+        };
+        req.extensions_mut().insert(session.clone());
+        ResponseFuture::inner(self.inner.call(req), session, shared.clone(), now)
     }
 }
 
+/// The request path for stores that do I/O: every step may wait.
 async fn handle<S, ReqBody, ResBody>(
     shared: Arc<Shared>,
     mut inner: S,
@@ -83,25 +101,11 @@ where
     ResBody: Default,
 {
     let now = now_seconds(&*shared.clock);
-    let mut state = State {
-        default_expiry: shared.expiry,
-        now: Some(now),
-        max_data: match shared.backend {
-            Backend::Cookie(_) => Some(max_data(&shared.cookie.name)),
-            Backend::Store(_) => None,
-        },
-        ..State::default()
-    };
-    match shared.load(req.headers(), now).await {
-        Ok(Some((loaded, record))) => {
-            state.loaded = Some(loaded);
-            state.data = record.data;
-            state.expiry = record.expiry;
-        }
-        Ok(None) => {}
+    let loaded = shared.load(req.headers(), now).await;
+    let session = match shared.session(loaded, now) {
+        Ok(session) => session,
         Err(error) => return Ok(shared.error_response(error.into())),
-    }
-    let session = Session::new(state);
+    };
     req.extensions_mut().insert(session.clone());
 
     let res = inner.call(req).await?;
@@ -115,20 +119,15 @@ where
         Plan::Nothing => Ok(None),
         plan => Box::pin(shared.commit(plan, state, now)).await,
     };
-    let mut res = match outgoing {
-        Ok(outgoing) => {
-            let mut res = res;
-            if let Some(outgoing) = outgoing {
-                shared.send(res.headers_mut(), outgoing, now);
-            }
-            res
-        }
-        Err(error) => shared.error_response(error),
-    };
-    if accessed {
-        shared.add_vary(res.headers_mut());
-    }
-    Ok(res)
+    Ok(shared.finish(res, outgoing, accessed, now))
+}
+
+/// An inline backend's store call did not complete at once: a store
+/// wrongly taken for one that never waits. Unreachable by construction
+/// (`Storage` marks only the memory store and cookie sessions without a
+/// revocation list); failing the request beats a hang or a panic.
+fn not_inline() -> StoreError {
+    StoreError::backend("a session store call that should complete at once did not")
 }
 
 /// What the response tells the client about its session.
@@ -195,6 +194,74 @@ impl Shared {
         tokio::time::timeout(self.store_timeout, fut)
             .await
             .map_err(|_| StoreError::timeout())?
+    }
+
+    /// The [`Session`] of a request, from what [`load`](Self::load) found.
+    fn session(
+        &self,
+        loaded: Result<Option<(Loaded, Record)>, StoreError>,
+        now: OffsetDateTime,
+    ) -> Result<Session, StoreError> {
+        let mut state = State {
+            default_expiry: self.expiry,
+            now: Some(now),
+            max_data: match self.backend {
+                Backend::Cookie(_) => Some(max_data(&self.cookie.name)),
+                Backend::Store(_) => None,
+            },
+            ..State::default()
+        };
+        if let Some((loaded, record)) = loaded? {
+            state.loaded = Some(loaded);
+            state.data = record.data;
+            state.expiry = record.expiry;
+        }
+        Ok(Session::new(state))
+    }
+
+    /// The response path of an inline backend: plan, commit in place,
+    /// headers. See [`ResponseFuture`].
+    pub(crate) fn respond_inline<B: Default>(
+        &self,
+        session: &Session,
+        res: Response<B>,
+        now: OffsetDateTime,
+    ) -> Response<B> {
+        let state = session.take_state();
+        let accessed = state.accessed;
+        let outgoing = match self.plan(&state, res.status(), now) {
+            Plan::Nothing => Ok(None),
+            plan => self
+                .commit(plan, state, now)
+                .now_or_never()
+                .unwrap_or_else(|| Err(not_inline().into())),
+        };
+        self.finish(res, outgoing, accessed, now)
+    }
+
+    /// The response as it leaves: the session's cookie or token header, or
+    /// the error response if the commit failed; `Vary` if it was read.
+    fn finish<B: Default>(
+        &self,
+        res: Response<B>,
+        outgoing: Result<Option<Outgoing>, CommitError>,
+        accessed: bool,
+        now: OffsetDateTime,
+    ) -> Response<B> {
+        let mut res = match outgoing {
+            Ok(outgoing) => {
+                let mut res = res;
+                if let Some(outgoing) = outgoing {
+                    self.send(res.headers_mut(), outgoing, now);
+                }
+                res
+            }
+            Err(error) => self.error_response(error),
+        };
+        if accessed {
+            self.add_vary(res.headers_mut());
+        }
+        res
     }
 
     /// The values the client sent in our transport, in order: every cookie
