@@ -380,6 +380,7 @@ async fn count_round_trips<S: SessionStore>(
 }
 
 /// Waits until every connection of a sqlx pool is idle again.
+#[cfg(feature = "sqlx")]
 async fn pool_idle<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
     for _ in 0..1000 {
         if pool.num_idle() == pool.size() as usize {

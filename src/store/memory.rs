@@ -1,10 +1,13 @@
 //! [`MemoryStore`]: sessions in this process's memory.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::{Changes, Data, Record, SessionStore};
@@ -147,6 +150,91 @@ fn encode_data(data: &Data) -> Result<Box<[u8]>, StoreError> {
     Ok(Box::from(json.as_slice()))
 }
 
+/// The stored JSON object with `changes` applied, written straight from
+/// the stored bytes: keys the request did not touch are copied as they are,
+/// without decoding their values (S34: the record as it is now).
+fn merge(stored: &[u8], changes: &Changes) -> Result<Box<[u8]>, StoreError> {
+    let mut out = Vec::with_capacity(stored.len() + 64);
+    out.push(b'{');
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, key: &str| -> Result<(), StoreError> {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, key).map_err(StoreError::backend)?;
+        out.push(b':');
+        Ok(())
+    };
+    if !changes.cleared {
+        let kept: RawObject<'_> = serde_json::from_slice(stored).map_err(StoreError::decode)?;
+        for (name, value) in &kept.0 {
+            let name: &str = name;
+            let touched = changes.set.iter().any(|(k, _)| k == name)
+                || changes.removed.iter().any(|k| k == name);
+            if !touched {
+                key(&mut out, name)?;
+                out.extend_from_slice(value.get().as_bytes());
+            }
+        }
+    }
+    for (name, value) in &changes.set {
+        key(&mut out, name)?;
+        serde_json::to_writer(&mut out, value).map_err(StoreError::backend)?;
+    }
+    out.push(b'}');
+    Ok(Box::from(out.as_slice()))
+}
+
+/// A JSON object's members, values left as their JSON text.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = RawObject<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(member) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
+                    members.push((member.0 .0, member.1));
+                }
+                Ok(RawObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A key, borrowed from the input unless it has escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl<'de> Visitor<'de> for Key {
+            type Value = CowStr<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Key)
+    }
+}
+
 impl Entry {
     fn encode(record: &Record) -> Result<Self, StoreError> {
         Ok(Self {
@@ -196,18 +284,7 @@ impl SessionStore for MemoryStore {
         let Some(entry) = shard.live(id, now) else {
             return Ok(false);
         };
-        let mut data: Data = if changes.cleared {
-            Data::new()
-        } else {
-            serde_json::from_slice(&entry.data).map_err(StoreError::decode)?
-        };
-        for key in &changes.removed {
-            data.remove(key);
-        }
-        for (key, value) in &changes.set {
-            data.insert(key.clone(), value.clone());
-        }
-        entry.data = encode_data(&data)?;
+        entry.data = merge(&entry.data, changes)?;
         entry.last_active = changes.last_active.unix_timestamp();
         entry.expires_at = changes.expires_at.unix_timestamp();
         entry.expiry = changes.expiry.map(Box::new);
