@@ -85,17 +85,25 @@ pub struct Storage {
     /// Every store call completes when first polled (no I/O): the layer
     /// then runs the whole session path in place, without boxing a future.
     pub(crate) inline: bool,
+    /// The memory store, called directly instead of through its trait.
+    #[cfg(feature = "memory-store")]
+    pub(crate) memory: Option<crate::MemoryStore>,
 }
 
 impl<S: SessionStore> From<S> for Storage {
     fn from(store: S) -> Self {
         #[cfg(feature = "memory-store")]
-        let inline = std::any::TypeId::of::<S>() == std::any::TypeId::of::<crate::MemoryStore>();
-        #[cfg(not(feature = "memory-store"))]
-        let inline = false;
+        let memory = (&store as &dyn std::any::Any)
+            .downcast_ref::<crate::MemoryStore>()
+            .cloned();
         Self {
+            #[cfg(feature = "memory-store")]
+            inline: memory.is_some(),
+            #[cfg(not(feature = "memory-store"))]
+            inline: false,
+            #[cfg(feature = "memory-store")]
+            memory,
             backend: Backend::Store(Arc::new(store)),
-            inline,
         }
     }
 }
@@ -107,6 +115,8 @@ impl From<CookieStore> for Storage {
         Self {
             backend: Backend::Cookie(store),
             inline,
+            #[cfg(feature = "memory-store")]
+            memory: None,
         }
     }
 }
@@ -159,6 +169,8 @@ pub struct SessionLayerBuilder {
     ids: IdSource,
     clock: Arc<dyn Clock>,
     inline: bool,
+    #[cfg(feature = "memory-store")]
+    memory: Option<crate::MemoryStore>,
 }
 
 impl SessionLayerBuilder {
@@ -166,6 +178,8 @@ impl SessionLayerBuilder {
         Self {
             backend: storage.backend,
             inline: storage.inline,
+            #[cfg(feature = "memory-store")]
+            memory: storage.memory,
             transport: Transport::Cookie,
             key,
             fallback_keys: Vec::new(),
@@ -319,6 +333,8 @@ impl SessionLayerBuilder {
         Ok(SessionLayer::from_shared(Shared {
             backend: self.backend,
             inline: self.inline,
+            #[cfg(feature = "memory-store")]
+            memory: self.memory,
             transport: self.transport,
             codec,
             cookie: self.cookie,
@@ -340,6 +356,18 @@ mod tests {
 
     fn builder() -> SessionLayerBuilder {
         SessionLayer::builder(MemoryStore::new(), Key::generate())
+    }
+
+    #[test]
+    fn only_stores_that_never_wait_run_inline() {
+        assert!(Storage::from(MemoryStore::new()).inline);
+        assert!(Storage::from(MemoryStore::new()).memory.is_some());
+        // Wrapped, the memory store is just some store: boxed path, trait calls.
+        let wrapped = Storage::from(Arc::new(MemoryStore::new()));
+        assert!(!wrapped.inline && wrapped.memory.is_none());
+        assert!(Storage::from(CookieStore::new()).inline);
+        let revocable = CookieStore::new().revocation_list(MemoryStore::new());
+        assert!(!Storage::from(revocable).inline);
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub(crate) struct Shared {
     pub(crate) backend: Backend,
     /// See [`Storage`](crate::config::Storage): store calls never wait.
     pub(crate) inline: bool,
+    /// The same store as `backend`, when it is the memory store: its calls
+    /// are made directly.
+    #[cfg(feature = "memory-store")]
+    pub(crate) memory: Option<crate::MemoryStore>,
     pub(crate) transport: Transport,
     pub(crate) codec: IdCodec,
     pub(crate) cookie: CookieConfig,

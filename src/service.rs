@@ -130,6 +130,64 @@ fn not_inline() -> StoreError {
     StoreError::backend("a session store call that should complete at once did not")
 }
 
+/// Where a layer's store calls go: the memory store's own methods (they
+/// never wait), or any store's trait object under the store timeout.
+#[derive(Clone, Copy)]
+enum StoreRef<'a> {
+    #[cfg(feature = "memory-store")]
+    Memory(&'a crate::MemoryStore),
+    Timed(&'a Shared, &'a dyn SessionStore),
+}
+
+impl StoreRef<'_> {
+    async fn load(self, id: &IdHash) -> Result<Option<Record>, StoreError> {
+        match self {
+            #[cfg(feature = "memory-store")]
+            Self::Memory(store) => store.load_now(id),
+            Self::Timed(shared, store) => shared.call(store.load(id)).await,
+        }
+    }
+
+    async fn create(self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "memory-store")]
+            Self::Memory(store) => store.create_now(id, record),
+            Self::Timed(shared, store) => shared.call(store.create(id, record)).await,
+        }
+    }
+
+    async fn save(self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "memory-store")]
+            Self::Memory(store) => store.save_now(id, changes),
+            Self::Timed(shared, store) => shared.call(store.save(id, changes)).await,
+        }
+    }
+
+    async fn delete(self, id: &IdHash) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "memory-store")]
+            Self::Memory(store) => store.delete_now(id),
+            Self::Timed(shared, store) => shared.call(store.delete(id)).await,
+        }
+    }
+
+    async fn touch(
+        self,
+        id: &IdHash,
+        last_active: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        match self {
+            #[cfg(feature = "memory-store")]
+            Self::Memory(store) => store.touch_now(id, last_active, expires_at),
+            Self::Timed(shared, store) => {
+                shared.call(store.touch(id, last_active, expires_at)).await
+            }
+        }
+    }
+}
+
 /// What the response tells the client about its session.
 #[derive(Debug)]
 enum Outgoing {
@@ -194,6 +252,15 @@ impl Shared {
         tokio::time::timeout(self.store_timeout, fut)
             .await
             .map_err(|_| StoreError::timeout())?
+    }
+
+    /// How to call `store`, the layer's store.
+    fn store<'a>(&'a self, store: &'a dyn SessionStore) -> StoreRef<'a> {
+        #[cfg(feature = "memory-store")]
+        if let Some(memory) = &self.memory {
+            return StoreRef::Memory(memory);
+        }
+        StoreRef::Timed(self, store)
     }
 
     /// The [`Session`] of a request, from what [`load`](Self::load) found.
@@ -320,7 +387,7 @@ impl Shared {
                     Some(revoked) if self.call(revoked.load(&hash)).await?.is_some() => continue,
                     _ => record,
                 },
-                (Backend::Store(store), _) => match self.call((**store).load(&hash)).await {
+                (Backend::Store(store), _) => match self.store(&**store).load(&hash).await {
                     Ok(Some(record)) => record,
                     Ok(None) => continue,
                     Err(error) if error.kind() == StoreErrorKind::Decode => {
@@ -398,14 +465,17 @@ impl Shared {
         now: OffsetDateTime,
     ) -> Result<Option<Outgoing>, CommitError> {
         match &self.backend {
-            Backend::Store(store) => self.commit_stored(&**store, plan, state, now).await,
+            Backend::Store(store) => {
+                self.commit_stored(self.store(&**store), plan, state, now)
+                    .await
+            }
             Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,
         }
     }
 
     async fn commit_stored(
         &self,
-        store: &dyn SessionStore,
+        store: StoreRef<'_>,
         plan: Plan,
         state: State,
         now: OffsetDateTime,
@@ -420,13 +490,13 @@ impl Shared {
         match (plan, loaded) {
             (Plan::End { then_create: false }, _) => {
                 if let Some(old) = old {
-                    self.call(store.delete(&old)).await?;
+                    store.delete(&old).await?;
                 }
                 Ok(Some(Outgoing::Removal))
             }
             (Plan::Create | Plan::End { .. }, _) => {
                 if let (Plan::End { .. }, Some(old)) = (plan, old) {
-                    self.call(store.delete(&old)).await?;
+                    store.delete(&old).await?;
                 }
                 // Values set after `destroy` start over: new id, new times.
                 let deadline = expiry.deadline(now, now);
@@ -449,9 +519,9 @@ impl Shared {
                 // The absolute timeout still counts from the first creation.
                 let record = new_record(state.data, loaded.created_at, now, deadline, state.expiry);
                 let id = self.create(store, record).await?;
-                if !self.call(store.delete(&loaded.hash)).await? {
+                if !store.delete(&loaded.hash).await? {
                     tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
-                    self.call(store.delete(&id.hash())).await?;
+                    store.delete(&id.hash()).await?;
                     return Ok(None);
                 }
                 Ok(Some(id_out(id, deadline)))
@@ -459,8 +529,8 @@ impl Shared {
             (Plan::Save, Some(loaded)) => {
                 let deadline = expiry.deadline(loaded.created_at, now);
                 let send = expiry.is_persistent() || state.expiry_changed || loaded.resign;
-                if !self
-                    .call(store.save(&loaded.hash, &changes(state, now, deadline)))
+                if !store
+                    .save(&loaded.hash, &changes(state, now, deadline))
                     .await?
                 {
                     // Destroyed or rotated by another request meanwhile: it
@@ -475,7 +545,7 @@ impl Shared {
                 let deadline = expiry.deadline(loaded.created_at, now);
                 // A read-only request loses nothing if the refresh fails: the
                 // session stays as it was, and a later request refreshes it.
-                let touched = match self.call(store.touch(&loaded.hash, now, deadline)).await {
+                let touched = match store.touch(&loaded.hash, now, deadline).await {
                     Ok(touched) => touched,
                     Err(error) => {
                         tracing::warn!(session = %loaded.hash, %error, "idle refresh failed; session left as it was");
@@ -549,16 +619,12 @@ impl Shared {
     }
 
     /// Stores `record` under a fresh id, insert-if-absent (S3).
-    async fn create(
-        &self,
-        store: &dyn SessionStore,
-        record: Record,
-    ) -> Result<SessionId, StoreError> {
+    async fn create(&self, store: StoreRef<'_>, record: Record) -> Result<SessionId, StoreError> {
         for _ in 0..CREATE_ATTEMPTS {
             let id = self.ids.next().ok_or_else(|| {
                 StoreError::backend("the id generator yielded fewer than 16 bytes")
             })?;
-            if self.call(store.create(&id.hash(), &record)).await? {
+            if store.create(&id.hash(), &record).await? {
                 return Ok(id);
             }
             tracing::warn!("a new session id collided with a live one; trying another");

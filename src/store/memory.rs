@@ -258,9 +258,10 @@ impl Entry {
     }
 }
 
-#[async_trait]
-impl SessionStore for MemoryStore {
-    async fn create(&self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
+/// The store calls, synchronous: nothing here waits. The layer calls
+/// them directly (see `Storage`); the trait impl below wraps them.
+impl MemoryStore {
+    pub(crate) fn create_now(&self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
         let entry = Entry::encode(record)?;
         let now = self.now();
         let mut shard = self.shard(id);
@@ -272,13 +273,13 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn load(&self, id: &IdHash) -> Result<Option<Record>, StoreError> {
+    pub(crate) fn load_now(&self, id: &IdHash) -> Result<Option<Record>, StoreError> {
         let now = self.now();
         let mut shard = self.shard(id);
         shard.live(id, now).map(|e| e.decode()).transpose()
     }
 
-    async fn save(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
+    pub(crate) fn save_now(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
         let now = self.now();
         let mut shard = self.shard(id);
         let Some(entry) = shard.live(id, now) else {
@@ -291,11 +292,11 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
+    pub(crate) fn delete_now(&self, id: &IdHash) -> Result<bool, StoreError> {
         Ok(self.shard(id).entries.remove(id.as_bytes()).is_some())
     }
 
-    async fn touch(
+    pub(crate) fn touch_now(
         &self,
         id: &IdHash,
         last_active: OffsetDateTime,
@@ -313,7 +314,7 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
+    fn purge_expired_now(&self) -> Result<u64, StoreError> {
         let now = self.now();
         let mut purged = 0;
         for shard in self.inner.shards.iter() {
@@ -324,6 +325,38 @@ impl SessionStore for MemoryStore {
             purged += (before - shard.entries.len()) as u64;
         }
         Ok(purged)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
+        self.create_now(id, record)
+    }
+
+    async fn load(&self, id: &IdHash) -> Result<Option<Record>, StoreError> {
+        self.load_now(id)
+    }
+
+    async fn save(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
+        self.save_now(id, changes)
+    }
+
+    async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
+        self.delete_now(id)
+    }
+
+    async fn touch(
+        &self,
+        id: &IdHash,
+        last_active: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.touch_now(id, last_active, expires_at)
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.purge_expired_now()
     }
 }
 
