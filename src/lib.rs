@@ -62,6 +62,7 @@ mod layer;
 mod service;
 mod session;
 pub mod store;
+mod values;
 
 pub use config::{SessionLayerBuilder, Storage, Transport};
 pub use cookie::{Key, SameSite};

@@ -23,6 +23,7 @@ use crate::layer::{Backend, Shared};
 use crate::session::{Loaded, Session, State};
 use crate::store::cookie::{max_data, seal, unseal, CookieStore};
 use crate::store::{Changes, Data, Record, SessionStore};
+use crate::values::LoadedRecord;
 
 /// At most this many verified ids of one request are looked up (S20). A
 /// browser sends one or two; every one costs a store call, so an attacker's
@@ -140,11 +141,13 @@ enum StoreRef<'a> {
 }
 
 impl StoreRef<'_> {
-    async fn load(self, id: &IdHash) -> Result<Option<Record>, StoreError> {
+    async fn load(self, id: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
         match self {
             #[cfg(feature = "memory-store")]
-            Self::Memory(store) => store.load_now(id),
-            Self::Timed(shared, store) => shared.call(store.load(id)).await,
+            Self::Memory(store) => store.load_values_now(id),
+            Self::Timed(shared, store) => {
+                Ok(shared.call(store.load(id)).await?.map(LoadedRecord::from))
+            }
         }
     }
 
@@ -266,7 +269,7 @@ impl Shared {
     /// The [`Session`] of a request, from what [`load`](Self::load) found.
     fn session(
         &self,
-        loaded: Result<Option<(Loaded, Record)>, StoreError>,
+        loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
         now: OffsetDateTime,
     ) -> Result<Session, StoreError> {
         let mut state = State {
@@ -280,7 +283,7 @@ impl Shared {
         };
         if let Some((loaded, record)) = loaded? {
             state.loaded = Some(loaded);
-            state.data = record.data;
+            state.values = record.values;
             state.expiry = record.expiry;
         }
         Ok(Session::new(state))
@@ -363,7 +366,7 @@ impl Shared {
         &self,
         headers: &HeaderMap,
         now: OffsetDateTime,
-    ) -> Result<Option<(Loaded, Record)>, StoreError> {
+    ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
         let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
         let opened = self
             .candidates(headers)
@@ -385,7 +388,7 @@ impl Shared {
             let record = match (&self.backend, sealed) {
                 (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
                     Some(revoked) if self.call(revoked.load(&hash)).await?.is_some() => continue,
-                    _ => record,
+                    _ => LoadedRecord::from(record),
                 },
                 (Backend::Store(store), _) => match self.store(&**store).load(&hash).await {
                     Ok(Some(record)) => record,
@@ -428,16 +431,16 @@ impl Shared {
         }
         let Some(loaded) = &state.loaded else {
             // No stored session: store one only if the handler wrote (S23).
-            return if state.data.is_empty() {
+            return if state.values.is_empty() {
                 Plan::Nothing
             } else {
                 Plan::Create
             };
         };
         // Destroyed, or emptied: a session without data is not kept (S25).
-        if state.destroyed || (state.data.is_empty() && (state.modified() || state.cycle)) {
+        if state.destroyed || ((state.modified() || state.cycle) && state.values.is_empty()) {
             return Plan::End {
-                then_create: !state.data.is_empty(),
+                then_create: !state.values.is_empty(),
             };
         }
         if state.cycle {
@@ -503,7 +506,7 @@ impl Shared {
                 let id = self
                     .create(
                         store,
-                        new_record(state.data, now, now, deadline, state.expiry),
+                        new_record(state.values.into_data(), now, now, deadline, state.expiry),
                     )
                     .await?;
                 Ok(Some(id_out(id, deadline)))
@@ -517,7 +520,13 @@ impl Shared {
                 // the one whose delete removed the old id keeps its copy.
                 let deadline = expiry.deadline(loaded.created_at, now);
                 // The absolute timeout still counts from the first creation.
-                let record = new_record(state.data, loaded.created_at, now, deadline, state.expiry);
+                let record = new_record(
+                    state.values.into_data(),
+                    loaded.created_at,
+                    now,
+                    deadline,
+                    state.expiry,
+                );
                 let id = self.create(store, record).await?;
                 if !store.delete(&loaded.hash).await? {
                     tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
@@ -575,7 +584,7 @@ impl Shared {
                 SessionId::generate(),
                 expiry,
                 new_record(
-                    state.data,
+                    state.values.into_data(),
                     now,
                     now,
                     expiry.deadline(now, now),
@@ -600,7 +609,13 @@ impl Shared {
         self.seal(
             id,
             expiry,
-            new_record(state.data, created_at, now, deadline, state.expiry),
+            new_record(
+                state.values.into_data(),
+                created_at,
+                now,
+                deadline,
+                state.expiry,
+            ),
             now,
         )
     }
@@ -759,21 +774,12 @@ fn new_record(
 }
 
 /// The request's changes as the store applies them: after `clear`, every
-/// value is new; otherwise each dirty key is either set or removed.
-fn changes(mut state: State, now: OffsetDateTime, deadline: OffsetDateTime) -> Changes {
-    let (mut set, mut removed) = (Vec::new(), Vec::new());
-    if state.cleared {
-        set = std::mem::take(&mut state.data).into_iter().collect();
-    } else {
-        for key in state.dirty {
-            match state.data.remove(&key) {
-                Some(value) => set.push((key, value)),
-                None => removed.push(key),
-            }
-        }
-    }
+/// value is new; otherwise each changed key is either set or removed.
+fn changes(state: State, now: OffsetDateTime, deadline: OffsetDateTime) -> Changes {
+    let cleared = state.values.cleared();
+    let (set, removed) = state.values.into_changes();
     Changes {
-        cleared: state.cleared,
+        cleared,
         set,
         removed,
         last_active: now,

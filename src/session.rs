@@ -11,7 +11,9 @@ use time::OffsetDateTime;
 use crate::error::SessionError;
 use crate::expiry::Expiry;
 use crate::id::{IdHash, SessionId};
+#[cfg(test)]
 use crate::store::Data;
+use crate::values::Values;
 
 /// The session of the current request.
 ///
@@ -49,10 +51,8 @@ pub(crate) struct Loaded {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) loaded: Option<Loaded>,
-    pub(crate) data: Data,
-    /// Keys inserted or removed since loading (and since `clear`).
-    pub(crate) dirty: Vec<String>,
-    pub(crate) cleared: bool,
+    /// The data as loaded, and what the request set, removed or cleared.
+    pub(crate) values: Values,
     pub(crate) cycle: bool,
     pub(crate) destroyed: bool,
     pub(crate) expiry: Option<Expiry>,
@@ -68,17 +68,11 @@ pub(crate) struct State {
 impl State {
     /// Whether the handler changed data or expiry.
     pub(crate) fn modified(&self) -> bool {
-        !self.dirty.is_empty() || self.cleared || self.expiry_changed
+        self.values.changed() || self.expiry_changed
     }
 
     pub(crate) fn effective_expiry(&self) -> Expiry {
         self.expiry.unwrap_or(self.default_expiry)
-    }
-
-    fn mark_dirty(&mut self, key: &str) {
-        if !self.dirty.iter().any(|k| k == key) {
-            self.dirty.push(key.to_owned());
-        }
     }
 }
 
@@ -110,15 +104,15 @@ impl Session {
     /// error if it has another type.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         self.read()
-            .data
+            .values
             .get(key)
-            .map(|v| T::deserialize(v).map_err(SessionError::deserialize))
+            .map(|v| v.map_err(SessionError::deserialize))
             .transpose()
     }
 
     /// The raw JSON value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.read().data.get(key).cloned()
+        self.read().values.get_value(key)
     }
 
     /// Stores `value` under `key`. Setting the value a key already has
@@ -129,21 +123,17 @@ impl Session {
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(SessionError::serialize)?;
         let mut state = self.read();
-        if state.data.get(key) == Some(&value) {
+        let Some(undo) = state.values.set(key, value) else {
             return Ok(());
-        }
-        let old = state.data.insert(key.to_owned(), value);
+        };
         if let Some(max) = state.max_data {
-            let len = serde_json::to_vec(&state.data).map_or(usize::MAX, |json| json.len());
+            let data = state.values.to_data();
+            let len = serde_json::to_vec(&data).map_or(usize::MAX, |json| json.len());
             if len > max {
-                match old {
-                    Some(old) => state.data.insert(key.to_owned(), old),
-                    None => state.data.remove(key),
-                };
+                state.values.unset(key, undo);
                 return Err(SessionError::too_large());
             }
         }
-        state.mark_dirty(key);
         Ok(())
     }
 
@@ -151,12 +141,7 @@ impl Session {
     /// value ends the session at the end of the request, as
     /// [`clear`](Self::clear) does.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        let mut state = self.read();
-        let old = state.data.remove(key);
-        if old.is_some() {
-            state.mark_dirty(key);
-        }
-        old
+        self.read().values.remove(key)
     }
 
     /// Removes every key. Values inserted afterwards in the same request
@@ -165,31 +150,29 @@ impl Session {
     /// [`destroy`](Self::destroy), record deleted and cookie removed.
     pub fn clear(&self) {
         let mut state = self.read();
-        if !state.data.is_empty() || state.loaded.is_some() {
-            state.data.clear();
-            state.dirty.clear();
-            state.cleared = true;
+        if state.loaded.is_some() || !state.values.is_empty() {
+            state.values.clear();
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.read().data.contains_key(key)
+        self.read().values.contains_key(key)
     }
 
     /// The keys, in order.
     pub fn keys(&self) -> Vec<String> {
-        self.read().data.keys().cloned().collect()
+        self.read().values.keys()
     }
 
     /// Whether the session holds no value.
     pub fn is_empty(&self) -> bool {
-        self.read().data.is_empty()
+        self.read().values.is_empty()
     }
 
     /// The number of keys.
     pub fn len(&self) -> usize {
-        self.read().data.len()
+        self.read().values.len()
     }
 
     /// The hash of the session's id (safe to log or show), or `None` for a
@@ -217,9 +200,8 @@ impl Session {
         let mut state = self.read();
         state.destroyed = true;
         state.cycle = false;
-        state.cleared = false;
-        state.data.clear();
-        state.dirty.clear();
+        // Nothing of the old session counts; values set from here on are new.
+        state.values = Values::default();
     }
 
     /// Gives this session its own expiry (e.g. "remember me"); `None` goes
@@ -246,7 +228,7 @@ impl Session {
         match &state.loaded {
             Some(l) if !state.destroyed && !state.modified() => Some(l.expires_at),
             Some(l) if !state.destroyed => Some(expiry.deadline(l.created_at, now)),
-            _ if !state.data.is_empty() => Some(expiry.deadline(now, now)),
+            _ if !state.values.is_empty() => Some(expiry.deadline(now, now)),
             _ => None,
         }
     }
@@ -257,7 +239,7 @@ impl fmt::Debug for Session {
         let state = self.state();
         f.debug_struct("Session")
             .field("id", &state.loaded.as_ref().map(|l| l.hash))
-            .field("keys", &state.data.len())
+            .field("keys", &state.values.len())
             .field("modified", &state.modified())
             .finish()
     }
@@ -286,9 +268,10 @@ mod tests {
 
     #[test]
     fn setting_the_same_value_is_no_change() {
-        let mut state = State::default();
-        state.data.insert("n".into(), 1.into());
-        let s = Session::new(state);
+        let s = Session::new(State {
+            values: Values::from_map(Data::from_iter([("n".into(), 1.into())])),
+            ..State::default()
+        });
         s.insert("n", 1).unwrap();
         assert!(!s.take_state().modified());
     }
@@ -328,6 +311,8 @@ mod tests {
         s.insert("flash", "bye").unwrap();
         let state = s.take_state();
         assert!(state.destroyed && !state.cycle);
-        assert_eq!(state.dirty, ["flash"]);
+        let (set, removed) = state.values.into_changes();
+        assert_eq!(set, [("flash".to_owned(), Value::from("bye"))]);
+        assert!(removed.is_empty());
     }
 }

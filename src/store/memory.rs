@@ -1,13 +1,11 @@
 //! [`MemoryStore`]: sessions in this process's memory.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::values::{for_each_member, LoadedRecord, Values};
 use async_trait::async_trait;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::{Changes, Data, Record, SessionStore};
@@ -71,7 +69,8 @@ struct Entry {
     last_active: i64,
     expires_at: i64,
     expiry: Option<Box<Expiry>>,
-    data: Box<[u8]>,
+    /// Shared with the requests that loaded it: a load copies no data.
+    data: Arc<str>,
 }
 
 impl MemoryStore {
@@ -145,15 +144,15 @@ impl Shard {
 /// The JSON bytes of `data` in an allocation of exactly their size. The
 /// serializer's buffer, shrunk in place, would leave a hole of its unused
 /// capacity beside every entry (see BENCHMARKS.md, memory per session).
-fn encode_data(data: &Data) -> Result<Box<[u8]>, StoreError> {
-    let json = serde_json::to_vec(data).map_err(StoreError::backend)?;
-    Ok(Box::from(json.as_slice()))
+fn encode_data(data: &Data) -> Result<Arc<str>, StoreError> {
+    let json = serde_json::to_string(data).map_err(StoreError::backend)?;
+    Ok(Arc::from(json.as_str()))
 }
 
 /// The stored JSON object with `changes` applied, written straight from
 /// the stored bytes: keys the request did not touch are copied as they are,
 /// without decoding their values (S34: the record as it is now).
-fn merge(stored: &[u8], changes: &Changes) -> Result<Box<[u8]>, StoreError> {
+fn merge(stored: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
     let mut out = Vec::with_capacity(stored.len() + 64);
     out.push(b'{');
     let mut first = true;
@@ -166,73 +165,27 @@ fn merge(stored: &[u8], changes: &Changes) -> Result<Box<[u8]>, StoreError> {
         Ok(())
     };
     if !changes.cleared {
-        let kept: RawObject<'_> = serde_json::from_slice(stored).map_err(StoreError::decode)?;
-        for (name, value) in &kept.0 {
-            let name: &str = name;
+        let mut failed = Ok(());
+        for_each_member(stored, |name, value| {
+            let name: &str = &name;
             let touched = changes.set.iter().any(|(k, _)| k == name)
                 || changes.removed.iter().any(|k| k == name);
-            if !touched {
-                key(&mut out, name)?;
+            if !touched && failed.is_ok() {
+                failed = key(&mut out, name);
                 out.extend_from_slice(value.get().as_bytes());
             }
-        }
+        })
+        .map_err(StoreError::decode)?;
+        failed?;
     }
     for (name, value) in &changes.set {
         key(&mut out, name)?;
         serde_json::to_writer(&mut out, value).map_err(StoreError::backend)?;
     }
     out.push(b'}');
-    Ok(Box::from(out.as_slice()))
-}
-
-/// A JSON object's members, values left as their JSON text.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = RawObject<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(member) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
-                    members.push((member.0 .0, member.1));
-                }
-                Ok(RawObject(members))
-            }
-        }
-        deserializer.deserialize_map(Members)
-    }
-}
-
-/// A key, borrowed from the input unless it has escapes.
-struct CowStr<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Key;
-        impl<'de> Visitor<'de> for Key {
-            type Value = CowStr<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(Key)
-    }
+    // Keys and values were written by serde_json or copied whole from text.
+    let out = String::from_utf8(out).map_err(StoreError::backend)?;
+    Ok(Arc::from(out.as_str()))
 }
 
 impl Entry {
@@ -249,7 +202,7 @@ impl Entry {
     fn decode(&self) -> Result<Record, StoreError> {
         let time = |t| OffsetDateTime::from_unix_timestamp(t).map_err(StoreError::decode);
         Ok(Record {
-            data: serde_json::from_slice(&self.data).map_err(StoreError::decode)?,
+            data: serde_json::from_str(&self.data).map_err(StoreError::decode)?,
             created_at: time(self.created_at)?,
             last_active: time(self.last_active)?,
             expires_at: time(self.expires_at)?,
@@ -277,6 +230,34 @@ impl MemoryStore {
         let now = self.now();
         let mut shard = self.shard(id);
         shard.live(id, now).map(|e| e.decode()).transpose()
+    }
+
+    /// [`load_now`](Self::load_now) with the data left as its JSON text,
+    /// for the layer to index instead of decoding it (see `Values`).
+    pub(crate) fn load_values_now(&self, id: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
+        let now = self.now();
+        let (text, created_at, last_active, expires_at, expiry) = {
+            let mut shard = self.shard(id);
+            let Some(e) = shard.live(id, now) else {
+                return Ok(None);
+            };
+            let expiry = e.expiry.as_deref().copied();
+            (
+                e.data.clone(),
+                e.created_at,
+                e.last_active,
+                e.expires_at,
+                expiry,
+            )
+        };
+        let time = |t| OffsetDateTime::from_unix_timestamp(t).map_err(StoreError::decode);
+        Ok(Some(LoadedRecord {
+            values: Values::from_json(text)?,
+            created_at: time(created_at)?,
+            last_active: time(last_active)?,
+            expires_at: time(expires_at)?,
+            expiry,
+        }))
     }
 
     pub(crate) fn save_now(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
@@ -370,11 +351,7 @@ impl super::conformance::RawAccess for MemoryStore {
                 let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
                 dump.push(format!(
                     "{key} {} {} {} {} {:?}",
-                    String::from_utf8_lossy(&e.data),
-                    e.created_at,
-                    e.last_active,
-                    e.expires_at,
-                    e.expiry
+                    e.data, e.created_at, e.last_active, e.expires_at, e.expiry
                 ));
             }
         }
@@ -383,7 +360,7 @@ impl super::conformance::RawAccess for MemoryStore {
 
     async fn corrupt(&self, id: &IdHash) -> Result<(), StoreError> {
         if let Some(entry) = self.shard(id).entries.get_mut(id.as_bytes()) {
-            entry.data = b"{\"unterminated".to_vec().into_boxed_slice();
+            entry.data = "{\"unterminated".into();
         }
         Ok(())
     }
@@ -451,6 +428,22 @@ mod tests {
         clock.advance(Duration::minutes(5));
         assert_eq!(store.purge_expired().await.unwrap(), 2000);
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn s35_a_corrupt_entry_loads_as_a_decode_error_on_the_layers_path_too() {
+        use crate::store::conformance::RawAccess;
+        let store = MemoryStore::new();
+        let id = SessionId::generate().hash();
+        let now = OffsetDateTime::now_utc();
+        assert!(store
+            .create_now(&id, &record(now, Duration::hours(1)))
+            .unwrap());
+        let loaded = store.load_values_now(&id).unwrap().unwrap();
+        assert_eq!(loaded.values.get::<u32>("n").unwrap().unwrap(), 1);
+        store.corrupt(&id).await.unwrap();
+        let error = store.load_values_now(&id).unwrap_err();
+        assert_eq!(error.kind(), crate::StoreErrorKind::Decode);
     }
 
     #[test]
