@@ -277,23 +277,18 @@ impl Values {
 
     /// Everything, decoded, consuming the values.
     pub(crate) fn into_data(self) -> Data {
-        match (self.base, self.cleared) {
-            (Base::Map(mut data), false) => {
-                for (key, change) in self.changes {
-                    match change {
-                        Some(value) => data.insert(key, value),
-                        None => data.remove(&key),
-                    };
-                }
-                data
-            }
-            (base, cleared) => Self {
-                base,
-                changes: self.changes,
-                cleared,
-            }
-            .to_data(),
+        let mut data = match (self.base, self.cleared) {
+            (Base::Map(map), false) => map,
+            (Base::Json { text, .. }, false) => serde_json::from_str(&text).unwrap_or_default(),
+            _ => Data::new(),
+        };
+        for (key, change) in self.changes {
+            match change {
+                Some(value) => data.insert(key, value),
+                None => data.remove(&key),
+            };
         }
+        data
     }
 
     /// The request's changes: keys set, keys removed. After `clear` the
