@@ -62,6 +62,8 @@ mod layer;
 mod service;
 mod session;
 pub mod store;
+// Without the memory store, nothing makes a JSON base.
+#[cfg_attr(not(feature = "memory-store"), allow(dead_code))]
 mod values;
 
 pub use config::{SessionLayerBuilder, Storage, Transport};

@@ -75,9 +75,26 @@ where
             let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(handle(shared.clone(), inner, req)));
         }
+        let now = now_seconds(&*shared.clock);
+        // The memory store: ids are verified here, but the store is asked
+        // only when the handler first touches the session (see `PendingLoad`).
+        #[cfg(feature = "memory-store")]
+        if shared.memory.is_some() {
+            let mut state = shared.new_state(now);
+            let candidates = shared.verified(req.headers());
+            if !candidates.is_empty() {
+                state.pending = Some(PendingLoad {
+                    shared: shared.clone(),
+                    candidates,
+                    now,
+                });
+            }
+            let session = Session::new(state);
+            req.extensions_mut().insert(session.clone());
+            return ResponseFuture::inner(self.inner.call(req), session, shared.clone(), now);
+        }
         // Every store call of an inline backend completes when first polled
         // (see `Storage`), so the load runs here and nothing is boxed.
-        let now = now_seconds(&*shared.clock);
         let loaded = shared
             .load(req.headers(), now)
             .now_or_never()
@@ -129,6 +146,82 @@ where
 /// revocation list); failing the request beats a hang or a panic.
 fn not_inline() -> StoreError {
     StoreError::backend("a session store call that should complete at once did not")
+}
+
+/// A verified id of the request, not looked up yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate {
+    id: SessionId,
+    /// Verified under a fallback key (S9).
+    resign: bool,
+}
+
+/// A request's verified ids, in order: almost always one, kept without
+/// an allocation.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    first: Option<Candidate>,
+    more: Vec<Candidate>,
+}
+
+impl Candidates {
+    fn push(&mut self, candidate: Candidate) {
+        match self.first {
+            None => self.first = Some(candidate),
+            Some(_) => self.more.push(candidate),
+        }
+    }
+
+    #[cfg_attr(not(feature = "memory-store"), allow(dead_code))]
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Candidate> {
+        self.first.iter().chain(&self.more)
+    }
+}
+
+/// The memory store's lookup of a request's session, put off until the
+/// handler first touches the session: a request that never does (a static
+/// file, a health check behind the layer) costs no store call, no decode
+/// and no commit, and does not count as activity for the idle timeout.
+#[cfg_attr(not(feature = "memory-store"), allow(dead_code))]
+pub(crate) struct PendingLoad {
+    shared: Arc<Shared>,
+    candidates: Candidates,
+    now: OffsetDateTime,
+}
+
+impl PendingLoad {
+    /// The session it finds; none if the memory store failed (it only
+    /// fails on a record it cannot decode, which is absent anyway).
+    #[cfg(feature = "memory-store")]
+    pub(crate) fn resolve(self) -> Option<(Loaded, LoadedRecord)> {
+        let memory = self.shared.memory.as_ref()?;
+        let found = self
+            .shared
+            .resolve(StoreRef::Memory(memory), &self.candidates, self.now)
+            .now_or_never()
+            .unwrap_or_else(|| Err(not_inline()));
+        found.unwrap_or_else(|error| {
+            tracing::error!(%error, "session store call failed; going on without the session");
+            None
+        })
+    }
+
+    #[cfg(not(feature = "memory-store"))]
+    pub(crate) fn resolve(self) -> Option<(Loaded, LoadedRecord)> {
+        None
+    }
+}
+
+impl std::fmt::Debug for PendingLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLoad")
+            .field("candidates", &self.candidates.iter().count())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a layer's store calls go: the memory store's own methods (they
@@ -266,13 +359,9 @@ impl Shared {
         StoreRef::Timed(self, store)
     }
 
-    /// The [`Session`] of a request, from what [`load`](Self::load) found.
-    fn session(
-        &self,
-        loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
-        now: OffsetDateTime,
-    ) -> Result<Session, StoreError> {
-        let mut state = State {
+    /// A request's session state before anything is loaded.
+    fn new_state(&self, now: OffsetDateTime) -> State {
+        State {
             default_expiry: self.expiry,
             now: Some(now),
             max_data: match self.backend {
@@ -280,12 +369,17 @@ impl Shared {
                 Backend::Store(_) => None,
             },
             ..State::default()
-        };
-        if let Some((loaded, record)) = loaded? {
-            state.loaded = Some(loaded);
-            state.values = record.values;
-            state.expiry = record.expiry;
         }
+    }
+
+    /// The [`Session`] of a request, from what [`load`](Self::load) found.
+    fn session(
+        &self,
+        loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
+        now: OffsetDateTime,
+    ) -> Result<Session, StoreError> {
+        let mut state = self.new_state(now);
+        state.fill(loaded?);
         Ok(Session::new(state))
     }
 
@@ -360,65 +454,117 @@ impl Shared {
         cookies.into_iter().flatten().chain(tokens)
     }
 
+    /// The verified ids of a request, in order, each once, at most
+    /// [`MAX_CANDIDATES`] (S6, S7, S20). Values that fail verification
+    /// never reach the store.
+    fn verified(&self, headers: &HeaderMap) -> Candidates {
+        let mut out = Candidates::default();
+        let verified = self
+            .candidates(headers)
+            .take(MAX_EXAMINED)
+            .filter_map(|value| self.codec.verify(value));
+        for v in verified.take(MAX_CANDIDATES) {
+            if !out.iter().any(|c| c.id == v.id) {
+                out.push(Candidate {
+                    id: v.id,
+                    resign: v.by_fallback,
+                });
+            }
+        }
+        out
+    }
+
+    /// Looks the candidates up in order; the first live session wins (S8).
+    /// An undecodable record counts as absent (S35).
+    async fn resolve(
+        &self,
+        store: StoreRef<'_>,
+        candidates: &Candidates,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
+        for c in candidates.iter() {
+            // Hashed here, not when verified: a request whose handler never
+            // touches the session skips it.
+            let hash = c.id.hash();
+            let record = match store.load(&hash).await {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(error) if error.kind() == StoreErrorKind::Decode => {
+                    tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            if let Some(found) = self.live(c.id, hash, c.resign, record, now) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `record` as the request's session, unless it has expired: the
+    /// record's own deadline, and never later than what the current policy
+    /// allows (a shortened timeout applies at once).
+    fn live(
+        &self,
+        id: SessionId,
+        hash: IdHash,
+        resign: bool,
+        record: LoadedRecord,
+        now: OffsetDateTime,
+    ) -> Option<(Loaded, LoadedRecord)> {
+        let expiry = record.expiry.unwrap_or(self.expiry);
+        let expires_at = record
+            .expires_at
+            .min(expiry.deadline(record.created_at, record.last_active));
+        if expires_at <= now {
+            return None;
+        }
+        let loaded = Loaded {
+            id,
+            hash,
+            created_at: record.created_at,
+            last_active: record.last_active,
+            expires_at,
+            resign,
+        };
+        Some((loaded, record))
+    }
+
     /// Finds the first candidate that resolves to a live session (S6-S8,
-    /// S20). Values that fail verification never reach the store (S7).
+    /// S20).
     async fn load(
         &self,
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
+        let cookies = match &self.backend {
+            Backend::Store(store) => {
+                let candidates = self.verified(headers);
+                return self.resolve(self.store(&**store), &candidates, now).await;
+            }
+            Backend::Cookie(cookies) => cookies,
+        };
         let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
         let opened = self
             .candidates(headers)
             .take(MAX_EXAMINED)
-            .filter_map(|value| match &self.backend {
-                Backend::Store(_) => self
-                    .codec
-                    .verify(value)
-                    .map(|v| (v.id, None, v.by_fallback)),
-                Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
-                    .map(|(id, record, key)| (id, Some(record), key > 0)),
-            });
-        for (slot, (id, sealed, by_fallback)) in opened.take(MAX_CANDIDATES).enumerate() {
+            .filter_map(|value| unseal(&self.cookie.name, self.codec.keys(), value));
+        for (slot, (id, record, key)) in opened.take(MAX_CANDIDATES).enumerate() {
             let hash = id.hash();
             if tried.contains(&Some(hash)) {
                 continue;
             }
             tried[slot] = Some(hash);
-            let record = match (&self.backend, sealed) {
-                (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
-                    Some(revoked) if self.call(revoked.load(&hash)).await?.is_some() => continue,
-                    _ => LoadedRecord::from(record),
-                },
-                (Backend::Store(store), _) => match self.store(&**store).load(&hash).await {
-                    Ok(Some(record)) => record,
-                    Ok(None) => continue,
-                    Err(error) if error.kind() == StoreErrorKind::Decode => {
-                        tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
-                        continue;
-                    }
-                    Err(error) => return Err(error),
-                },
-                (Backend::Cookie(_), None) => continue,
-            };
-            // The record's own deadline, and never later than what the
-            // current policy allows (a shortened timeout applies at once).
-            let expiry = record.expiry.unwrap_or(self.expiry);
-            let expires_at = record
-                .expires_at
-                .min(expiry.deadline(record.created_at, record.last_active));
-            if expires_at <= now {
-                continue;
+            if let Some(revoked) = &cookies.revocations {
+                if self.call(revoked.load(&hash)).await?.is_some() {
+                    continue;
+                }
             }
-            let loaded = Loaded {
-                id,
-                hash,
-                created_at: record.created_at,
-                last_active: record.last_active,
-                expires_at,
-                resign: by_fallback,
-            };
-            return Ok(Some((loaded, record)));
+            let found = self.live(id, hash, key > 0, LoadedRecord::from(record), now);
+            if found.is_some() {
+                return Ok(found);
+            }
         }
         Ok(None)
     }

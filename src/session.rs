@@ -11,9 +11,10 @@ use time::OffsetDateTime;
 use crate::error::SessionError;
 use crate::expiry::Expiry;
 use crate::id::{IdHash, SessionId};
+use crate::service::PendingLoad;
 #[cfg(test)]
 use crate::store::Data;
-use crate::values::Values;
+use crate::values::{LoadedRecord, Values};
 
 /// The session of the current request.
 ///
@@ -51,6 +52,8 @@ pub(crate) struct Loaded {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) loaded: Option<Loaded>,
+    /// The memory store's lookup, until the handler first touches the session.
+    pub(crate) pending: Option<PendingLoad>,
     /// The data as loaded, and what the request set, removed or cleared.
     pub(crate) values: Values,
     pub(crate) cycle: bool,
@@ -71,6 +74,15 @@ impl State {
         self.values.changed() || self.expiry_changed
     }
 
+    /// Takes in what the store found for this request.
+    pub(crate) fn fill(&mut self, found: Option<(Loaded, LoadedRecord)>) {
+        if let Some((loaded, record)) = found {
+            self.loaded = Some(loaded);
+            self.values = record.values;
+            self.expiry = record.expiry;
+        }
+    }
+
     pub(crate) fn effective_expiry(&self) -> Expiry {
         self.expiry.unwrap_or(self.default_expiry)
     }
@@ -89,8 +101,13 @@ impl Session {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Locks for a handler's call: the first one looks the session up.
     fn read(&self) -> MutexGuard<'_, State> {
         let mut state = self.state();
+        if let Some(pending) = state.pending.take() {
+            let found = pending.resolve();
+            state.fill(found);
+        }
         state.accessed = true;
         state
     }

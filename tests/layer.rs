@@ -887,3 +887,69 @@ async fn s41_a_layer_cannot_be_built_from_a_short_secret() {
         );
     }
 }
+
+// --- the memory store's lookup waits for the handler ----------------------------
+
+/// With the memory store, a request whose handler never touches the
+/// session makes no store call: nothing is looked up, refreshed or sent,
+/// and the request does not count as activity. The first touch looks the
+/// session up as it is at that moment.
+#[tokio::test]
+async fn memory_store_sessions_are_looked_up_only_when_the_handler_touches_them() {
+    use session_layer::clock::ManualClock;
+    use session_layer::store::SessionStore;
+    use session_layer::{IdHash, MemoryStore};
+
+    let clock = ManualClock::new();
+    let store = MemoryStore::with_clock(clock.clone());
+    let layer = SessionLayer::builder(store.clone(), key())
+        .secure(false)
+        .expiry(Expiry::idle(Duration::minutes(40)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = routes().route(
+        "/id",
+        get(|s: Session| async move { format!("{:?}", s.id()) }),
+    );
+    let app = app.layer(layer);
+    let signed_in = send(&app, request("POST", "/set/user/ada", &[])).await;
+    let cookie = signed_in.raw_cookie();
+    let id: IdHash = {
+        let reply = send(&app, request("GET", "/id", &[&cookie])).await;
+        let hex = reply
+            .body
+            .trim_start_matches("Some(IdHash(")
+            .trim_end_matches("))");
+        IdHash::from_hex(hex).expect("the session's id hash")
+    };
+    let last_active = || async { store.load(&id).await.unwrap().map(|r| r.last_active) };
+    let created = last_active().await.expect("stored");
+
+    // Past the refresh point (a quarter of the window): a page that ignores
+    // the session refreshes nothing, sends no cookie and varies on nothing.
+    clock.advance(Duration::minutes(15));
+    let untouched = send(&app, request("GET", "/", &[&cookie])).await;
+    assert_eq!(untouched.status, StatusCode::OK);
+    assert!(
+        untouched.set_cookies().is_empty(),
+        "{:?}",
+        untouched.set_cookies()
+    );
+    assert!(untouched.headers.get(VARY).is_none());
+    assert_eq!(last_active().await, Some(created), "no store write");
+
+    // A page that reads it refreshes the idle window.
+    let read = send(&app, request("GET", "/get/user", &[&cookie])).await;
+    assert_eq!(read.body, "ada");
+    assert_eq!(read.headers.get(VARY).unwrap(), "Cookie");
+    let refreshed = last_active().await.expect("still stored");
+    assert!(refreshed > created, "the read counted as activity");
+
+    // 40 idle minutes of untouched pages: they kept nothing alive.
+    clock.advance(Duration::minutes(41));
+    let _ = send(&app, request("GET", "/", &[&cookie])).await;
+    let gone = send(&app, request("GET", "/get/user", &[&cookie])).await;
+    assert_ne!(gone.body, "ada", "the session expired");
+    assert_eq!(last_active().await, None);
+}
