@@ -168,6 +168,7 @@ pub struct SessionLayerBuilder {
     error_status: StatusCode,
     ids: IdSource,
     clock: Arc<dyn Clock>,
+    system_clock: bool,
     inline: bool,
     #[cfg(feature = "memory-store")]
     memory: Option<crate::MemoryStore>,
@@ -199,6 +200,7 @@ impl SessionLayerBuilder {
             error_status: StatusCode::INTERNAL_SERVER_ERROR,
             ids: IdSource::Os,
             clock: Arc::new(SystemClock),
+            system_clock: true,
         }
     }
 
@@ -297,7 +299,8 @@ impl SessionLayerBuilder {
     }
 
     /// The clock that expiry is computed with.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
+    pub fn clock<C: Clock>(mut self, clock: C) -> Self {
+        self.system_clock = std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>();
         self.clock = Arc::new(clock);
         self
     }
@@ -345,6 +348,7 @@ impl SessionLayerBuilder {
             error_status: self.error_status,
             ids: self.ids,
             clock: self.clock,
+            system_clock: self.system_clock,
         }))
     }
 }

@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     pub(crate) error_status: StatusCode,
     pub(crate) ids: IdSource,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `clock` is the [`SystemClock`](crate::clock::SystemClock).
+    #[cfg_attr(not(feature = "memory-store"), allow(dead_code))]
+    pub(crate) system_clock: bool,
 }
 
 /// Where a layer's sessions live.

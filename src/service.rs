@@ -201,7 +201,11 @@ impl PendingLoad {
         let memory = self.shared.memory.as_ref()?;
         let found = self
             .shared
-            .resolve(StoreRef::Memory(memory), &self.candidates, self.now)
+            .resolve(
+                StoreRef::Memory(memory, self.shared.memory_now(memory, self.now)),
+                &self.candidates,
+                self.now,
+            )
             .now_or_never()
             .unwrap_or_else(|| Err(not_inline()));
         found.unwrap_or_else(|error| {
@@ -228,8 +232,9 @@ impl std::fmt::Debug for PendingLoad {
 /// never wait), or any store's trait object under the store timeout.
 #[derive(Clone, Copy)]
 enum StoreRef<'a> {
+    /// The store, and the time its calls check expiry against.
     #[cfg(feature = "memory-store")]
-    Memory(&'a crate::MemoryStore),
+    Memory(&'a crate::MemoryStore, i64),
     Timed(&'a Shared, &'a dyn SessionStore),
 }
 
@@ -237,7 +242,7 @@ impl StoreRef<'_> {
     async fn load(self, id: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
         match self {
             #[cfg(feature = "memory-store")]
-            Self::Memory(store) => store.load_values_now(id),
+            Self::Memory(store, now) => store.load_values_at(id, now),
             Self::Timed(shared, store) => {
                 Ok(shared.call(store.load(id)).await?.map(LoadedRecord::from))
             }
@@ -247,7 +252,7 @@ impl StoreRef<'_> {
     async fn create(self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
         match self {
             #[cfg(feature = "memory-store")]
-            Self::Memory(store) => store.create_now(id, record),
+            Self::Memory(store, now) => store.create_at(id, record, now),
             Self::Timed(shared, store) => shared.call(store.create(id, record)).await,
         }
     }
@@ -255,7 +260,7 @@ impl StoreRef<'_> {
     async fn save(self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
         match self {
             #[cfg(feature = "memory-store")]
-            Self::Memory(store) => store.save_now(id, changes),
+            Self::Memory(store, now) => store.save_at(id, changes, now),
             Self::Timed(shared, store) => shared.call(store.save(id, changes)).await,
         }
     }
@@ -263,7 +268,7 @@ impl StoreRef<'_> {
     async fn delete(self, id: &IdHash) -> Result<bool, StoreError> {
         match self {
             #[cfg(feature = "memory-store")]
-            Self::Memory(store) => store.delete_now(id),
+            Self::Memory(store, _) => store.delete_now(id),
             Self::Timed(shared, store) => shared.call(store.delete(id)).await,
         }
     }
@@ -276,7 +281,7 @@ impl StoreRef<'_> {
     ) -> Result<bool, StoreError> {
         match self {
             #[cfg(feature = "memory-store")]
-            Self::Memory(store) => store.touch_now(id, last_active, expires_at),
+            Self::Memory(store, now) => store.touch_at(id, last_active, expires_at, now),
             Self::Timed(shared, store) => {
                 shared.call(store.touch(id, last_active, expires_at)).await
             }
@@ -350,13 +355,24 @@ impl Shared {
             .map_err(|_| StoreError::timeout())?
     }
 
-    /// How to call `store`, the layer's store.
-    fn store<'a>(&'a self, store: &'a dyn SessionStore) -> StoreRef<'a> {
+    /// How to call `store`, the layer's store, for a request at `now`.
+    fn store<'a>(&'a self, store: &'a dyn SessionStore, now: OffsetDateTime) -> StoreRef<'a> {
         #[cfg(feature = "memory-store")]
         if let Some(memory) = &self.memory {
-            return StoreRef::Memory(memory);
+            return StoreRef::Memory(memory, self.memory_now(memory, now));
         }
+        #[cfg(not(feature = "memory-store"))]
+        let _ = now;
         StoreRef::Timed(self, store)
+    }
+
+    /// The time the memory store checks expiry against: the request's own
+    /// `now` when the layer and the store both run on the system clock
+    /// (one clock read per request, and one instant for all of it),
+    /// otherwise the store's clock.
+    #[cfg(feature = "memory-store")]
+    fn memory_now(&self, memory: &crate::MemoryStore, now: OffsetDateTime) -> i64 {
+        memory.now_for(self.system_clock.then(|| now.unix_timestamp()))
     }
 
     /// A request's session state before anything is loaded.
@@ -458,9 +474,16 @@ impl Shared {
     /// [`MAX_CANDIDATES`] (S6, S7, S20). Values that fail verification
     /// never reach the store.
     fn verified(&self, headers: &HeaderMap) -> Candidates {
+        match &self.transport {
+            // The common case, without the generic chain of `candidates`.
+            Transport::Cookie => self.verify_all(cookie_values(headers, &self.cookie.name)),
+            Transport::Header { .. } => self.verify_all(self.candidates(headers)),
+        }
+    }
+
+    fn verify_all<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> Candidates {
         let mut out = Candidates::default();
-        let verified = self
-            .candidates(headers)
+        let verified = values
             .take(MAX_EXAMINED)
             .filter_map(|value| self.codec.verify(value));
         for v in verified.take(MAX_CANDIDATES) {
@@ -541,7 +564,9 @@ impl Shared {
         let cookies = match &self.backend {
             Backend::Store(store) => {
                 let candidates = self.verified(headers);
-                return self.resolve(self.store(&**store), &candidates, now).await;
+                return self
+                    .resolve(self.store(&**store, now), &candidates, now)
+                    .await;
             }
             Backend::Cookie(cookies) => cookies,
         };
@@ -615,7 +640,7 @@ impl Shared {
     ) -> Result<Option<Outgoing>, CommitError> {
         match &self.backend {
             Backend::Store(store) => {
-                self.commit_stored(self.store(&**store), plan, state, now)
+                self.commit_stored(self.store(&**store, now), plan, state, now)
                     .await
             }
             Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,

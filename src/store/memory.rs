@@ -54,6 +54,9 @@ impl std::fmt::Debug for MemoryStore {
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
     clock: Arc<dyn Clock>,
+    /// `clock` is the [`SystemClock`]: a layer on the system clock may
+    /// hand in its own reading of it (one clock read per request).
+    system_clock: bool,
 }
 
 #[derive(Debug, Default)]
@@ -81,10 +84,11 @@ impl MemoryStore {
 
     /// An empty store that reads the time from `clock` (tests share one
     /// [`ManualClock`](crate::clock::ManualClock) with the layer).
-    pub fn with_clock(clock: impl Clock) -> Self {
+    pub fn with_clock<C: Clock>(clock: C) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                system_clock: std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>(),
                 clock: Arc::new(clock),
             }),
         }
@@ -107,6 +111,15 @@ impl MemoryStore {
     fn shard(&self, id: &IdHash) -> MutexGuard<'_, Shard> {
         // The hasher reads the first bytes of the hash; the shard, the last.
         lock(&self.inner.shards[usize::from(id.as_bytes()[31]) % SHARDS])
+    }
+
+    /// Now, as unix seconds, for the `*_at` methods: `layer_now` if the
+    /// layer that asks is on the system clock too, else this store's clock.
+    pub(crate) fn now_for(&self, layer_now: Option<i64>) -> i64 {
+        match layer_now {
+            Some(now) if self.inner.system_clock => now,
+            _ => self.now(),
+        }
     }
 
     fn now(&self) -> i64 {
@@ -214,9 +227,13 @@ impl Entry {
 /// The store calls, synchronous: nothing here waits. The layer calls
 /// them directly (see `Storage`); the trait impl below wraps them.
 impl MemoryStore {
-    pub(crate) fn create_now(&self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
+    pub(crate) fn create_at(
+        &self,
+        id: &IdHash,
+        record: &Record,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let entry = Entry::encode(record)?;
-        let now = self.now();
         let mut shard = self.shard(id);
         shard.sweep_if_due(now);
         if shard.live(id, now).is_some() {
@@ -226,16 +243,18 @@ impl MemoryStore {
         Ok(true)
     }
 
-    pub(crate) fn load_now(&self, id: &IdHash) -> Result<Option<Record>, StoreError> {
-        let now = self.now();
+    fn load_at(&self, id: &IdHash, now: i64) -> Result<Option<Record>, StoreError> {
         let mut shard = self.shard(id);
         shard.live(id, now).map(|e| e.decode()).transpose()
     }
 
-    /// [`load_now`](Self::load_now) with the data left as its JSON text,
+    /// [`load_at`](Self::load_at) with the data left as its JSON text,
     /// for the layer to index instead of decoding it (see `Values`).
-    pub(crate) fn load_values_now(&self, id: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
-        let now = self.now();
+    pub(crate) fn load_values_at(
+        &self,
+        id: &IdHash,
+        now: i64,
+    ) -> Result<Option<LoadedRecord>, StoreError> {
         let (text, created_at, last_active, expires_at, expiry) = {
             let mut shard = self.shard(id);
             let Some(e) = shard.live(id, now) else {
@@ -260,8 +279,12 @@ impl MemoryStore {
         }))
     }
 
-    pub(crate) fn save_now(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
-        let now = self.now();
+    pub(crate) fn save_at(
+        &self,
+        id: &IdHash,
+        changes: &Changes,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let mut shard = self.shard(id);
         let Some(entry) = shard.live(id, now) else {
             return Ok(false);
@@ -277,13 +300,13 @@ impl MemoryStore {
         Ok(self.shard(id).entries.remove(id.as_bytes()).is_some())
     }
 
-    pub(crate) fn touch_now(
+    pub(crate) fn touch_at(
         &self,
         id: &IdHash,
         last_active: OffsetDateTime,
         expires_at: OffsetDateTime,
+        now: i64,
     ) -> Result<bool, StoreError> {
-        let now = self.now();
         let mut shard = self.shard(id);
         Ok(match shard.live(id, now) {
             Some(entry) => {
@@ -312,15 +335,15 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
-        self.create_now(id, record)
+        self.create_at(id, record, self.now())
     }
 
     async fn load(&self, id: &IdHash) -> Result<Option<Record>, StoreError> {
-        self.load_now(id)
+        self.load_at(id, self.now())
     }
 
     async fn save(&self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
-        self.save_now(id, changes)
+        self.save_at(id, changes, self.now())
     }
 
     async fn delete(&self, id: &IdHash) -> Result<bool, StoreError> {
@@ -333,7 +356,7 @@ impl SessionStore for MemoryStore {
         last_active: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        self.touch_now(id, last_active, expires_at)
+        self.touch_at(id, last_active, expires_at, self.now())
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
@@ -437,13 +460,24 @@ mod tests {
         let id = SessionId::generate().hash();
         let now = OffsetDateTime::now_utc();
         assert!(store
-            .create_now(&id, &record(now, Duration::hours(1)))
+            .create_at(&id, &record(now, Duration::hours(1)), store.now())
             .unwrap());
-        let loaded = store.load_values_now(&id).unwrap().unwrap();
+        let loaded = store.load_values_at(&id, store.now()).unwrap().unwrap();
         assert_eq!(loaded.values.get::<u32>("n").unwrap().unwrap(), 1);
         store.corrupt(&id).await.unwrap();
-        let error = store.load_values_now(&id).unwrap_err();
+        let error = store.load_values_at(&id, store.now()).unwrap_err();
         assert_eq!(error.kind(), crate::StoreErrorKind::Decode);
+    }
+
+    #[test]
+    fn only_a_store_on_the_system_clock_takes_the_layers_time() {
+        assert_eq!(MemoryStore::new().now_for(Some(5)), 5);
+        assert_eq!(MemoryStore::with_clock(SystemClock).now_for(Some(5)), 5);
+        let clock = ManualClock::new();
+        let manual = MemoryStore::with_clock(clock.clone());
+        assert_eq!(manual.now_for(Some(5)), clock.now().unix_timestamp());
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        assert!((MemoryStore::new().now_for(None) - now).abs() <= 1);
     }
 
     #[test]
