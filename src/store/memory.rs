@@ -29,6 +29,12 @@ const SWEEP_EVERY: i64 = 60;
 /// [`purge_expired`](SessionStore::purge_expired) sweeps everything.
 /// Cloning gives another handle to the same sessions.
 ///
+/// It never waits, so a [`SessionLayer`](crate::SessionLayer) on it runs
+/// the session path in place (no boxed future) and looks a request's
+/// session up only when the handler first touches it: a page that ignores
+/// the session costs no store call, and does not count as activity for the
+/// idle timeout. Wrapping it in another store gives that up.
+///
 /// ```
 /// use session_layer::{Key, MemoryStore, SessionLayer};
 ///
