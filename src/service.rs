@@ -76,23 +76,6 @@ where
             return ResponseFuture::boxed(Box::pin(handle(shared.clone(), inner, req)));
         }
         let now = now_seconds(&*shared.clock);
-        // The memory store: ids are verified here, but the store is asked
-        // only when the handler first touches the session (see `PendingLoad`).
-        #[cfg(feature = "memory-store")]
-        if shared.memory.is_some() {
-            let mut state = shared.new_state(now);
-            let candidates = shared.verified(req.headers());
-            if !candidates.is_empty() {
-                state.pending = Some(PendingLoad {
-                    shared: shared.clone(),
-                    candidates,
-                    now,
-                });
-            }
-            let session = Session::new(state);
-            req.extensions_mut().insert(session.clone());
-            return ResponseFuture::inner(self.inner.call(req), session, shared.clone(), now);
-        }
         // Every store call of an inline backend completes when first polled
         // (see `Storage`), so the load runs here and nothing is boxed.
         let loaded = shared
@@ -172,59 +155,8 @@ impl Candidates {
         }
     }
 
-    #[cfg_attr(not(feature = "memory-store"), allow(dead_code))]
-    fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
     fn iter(&self) -> impl Iterator<Item = &Candidate> {
         self.first.iter().chain(&self.more)
-    }
-}
-
-/// The memory store's lookup of a request's session, put off until the
-/// handler first touches the session: a request that never does (a static
-/// file, a health check behind the layer) costs no store call, no decode
-/// and no commit, and does not count as activity for the idle timeout.
-#[cfg_attr(not(feature = "memory-store"), allow(dead_code))]
-pub(crate) struct PendingLoad {
-    shared: Arc<Shared>,
-    candidates: Candidates,
-    now: OffsetDateTime,
-}
-
-impl PendingLoad {
-    /// The session it finds; none if the memory store failed (it only
-    /// fails on a record it cannot decode, which is absent anyway).
-    #[cfg(feature = "memory-store")]
-    pub(crate) fn resolve(self) -> Option<(Loaded, LoadedRecord)> {
-        let memory = self.shared.memory.as_ref()?;
-        let found = self
-            .shared
-            .resolve(
-                StoreRef::Memory(memory, self.shared.memory_now(memory, self.now)),
-                &self.candidates,
-                self.now,
-            )
-            .now_or_never()
-            .unwrap_or_else(|| Err(not_inline()));
-        found.unwrap_or_else(|error| {
-            tracing::error!(%error, "session store call failed; going on without the session");
-            None
-        })
-    }
-
-    #[cfg(not(feature = "memory-store"))]
-    pub(crate) fn resolve(self) -> Option<(Loaded, LoadedRecord)> {
-        None
-    }
-}
-
-impl std::fmt::Debug for PendingLoad {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingLoad")
-            .field("candidates", &self.candidates.iter().count())
-            .finish_non_exhaustive()
     }
 }
 
@@ -355,8 +287,14 @@ impl Shared {
             .map_err(|_| StoreError::timeout())?
     }
 
-    /// How to call `store`, the layer's store, for a request at `now`.
-    fn store<'a>(&'a self, store: &'a dyn SessionStore, now: OffsetDateTime) -> StoreRef<'a> {
+    /// How to call `store`, the layer's store. `now`: the request's reading
+    /// of the clock, for the lookup at its start; `None` on the response
+    /// path, which must see a session that expired meanwhile as gone.
+    fn store<'a>(
+        &'a self,
+        store: &'a dyn SessionStore,
+        now: Option<OffsetDateTime>,
+    ) -> StoreRef<'a> {
         #[cfg(feature = "memory-store")]
         if let Some(memory) = &self.memory {
             return StoreRef::Memory(memory, self.memory_now(memory, now));
@@ -367,12 +305,14 @@ impl Shared {
     }
 
     /// The time the memory store checks expiry against: the request's own
-    /// `now` when the layer and the store both run on the system clock
-    /// (one clock read per request, and one instant for all of it),
-    /// otherwise the store's clock.
+    /// reading when there is one and the layer and the store both run on
+    /// the system clock (one clock read fewer), otherwise the store's clock.
     #[cfg(feature = "memory-store")]
-    fn memory_now(&self, memory: &crate::MemoryStore, now: OffsetDateTime) -> i64 {
-        memory.now_for(self.system_clock.then(|| now.unix_timestamp()))
+    fn memory_now(&self, memory: &crate::MemoryStore, now: Option<OffsetDateTime>) -> i64 {
+        memory.now_for(
+            now.filter(|_| self.system_clock)
+                .map(|now| now.unix_timestamp()),
+        )
     }
 
     /// A request's session state before anything is loaded.
@@ -565,7 +505,7 @@ impl Shared {
             Backend::Store(store) => {
                 let candidates = self.verified(headers);
                 return self
-                    .resolve(self.store(&**store, now), &candidates, now)
+                    .resolve(self.store(&**store, Some(now)), &candidates, now)
                     .await;
             }
             Backend::Cookie(cookies) => cookies,
@@ -640,7 +580,7 @@ impl Shared {
     ) -> Result<Option<Outgoing>, CommitError> {
         match &self.backend {
             Backend::Store(store) => {
-                self.commit_stored(self.store(&**store, now), plan, state, now)
+                self.commit_stored(self.store(&**store, None), plan, state, now)
                     .await
             }
             Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,

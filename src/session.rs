@@ -11,7 +11,6 @@ use time::OffsetDateTime;
 use crate::error::SessionError;
 use crate::expiry::Expiry;
 use crate::id::{IdHash, SessionId};
-use crate::service::PendingLoad;
 #[cfg(test)]
 use crate::store::Data;
 use crate::values::{LoadedRecord, Values};
@@ -52,8 +51,6 @@ pub(crate) struct Loaded {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) loaded: Option<Loaded>,
-    /// The memory store's lookup, until the handler first touches the session.
-    pub(crate) pending: Option<PendingLoad>,
     /// The data as loaded, and what the request set, removed or cleared.
     pub(crate) values: Values,
     pub(crate) cycle: bool,
@@ -101,13 +98,8 @@ impl Session {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Locks for a handler's call: the first one looks the session up.
     fn read(&self) -> MutexGuard<'_, State> {
         let mut state = self.state();
-        if let Some(pending) = state.pending.take() {
-            let found = pending.resolve();
-            state.fill(found);
-        }
         state.accessed = true;
         state
     }

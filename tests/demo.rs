@@ -1,6 +1,16 @@
 //! Starts the demo app (the real binary that `cargo run --example demo`
 //! runs), signs in, counts three visits, signs out, and checks that the old
 //! cookie no longer works.
+// The restart and backend helpers are used only with a store feature on.
+#![cfg_attr(
+    not(any(
+        feature = "sqlite-store",
+        feature = "redis-store",
+        feature = "postgres-store",
+        feature = "mysql-store"
+    )),
+    allow(dead_code)
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -203,11 +203,9 @@ async fn s36_a_failing_store_gives_the_configured_status_with_the_error_in_exten
 }
 
 #[tokio::test]
-#[ignore = "design: with a store that does I/O the session is loaded before the handler \
-            runs (the Session API is synchronous), so with the store down every request that \
-            carries a session cookie fails, even one whose handler never touches the session; \
-            only the memory store's lookup waits for the handler \
-            (layer::memory_store_sessions_are_looked_up_only_when_the_handler_touches_them)"]
+#[ignore = "design: the session is loaded before the handler runs, so with the store down \
+            every request that carries a session cookie fails, even one whose handler never \
+            touches the session (a health check, a static page under the layer)"]
 async fn s36_a_store_outage_does_not_fail_pages_that_never_touch_the_session() {
     let h = Harness::new();
     let pair = h.new_session().await;

@@ -888,68 +888,115 @@ async fn s41_a_layer_cannot_be_built_from_a_short_secret() {
     }
 }
 
-// --- the memory store's lookup waits for the handler ----------------------------
+// --- the memory store, called in place ------------------------------------------
 
-/// With the memory store, a request whose handler never touches the
-/// session makes no store call: nothing is looked up, refreshed or sent,
-/// and the request does not count as activity. The first touch looks the
-/// session up as it is at that moment.
-#[tokio::test]
-async fn memory_store_sessions_are_looked_up_only_when_the_handler_touches_them() {
-    use session_layer::clock::ManualClock;
-    use session_layer::store::SessionStore;
-    use session_layer::{IdHash, MemoryStore};
-
-    let clock = ManualClock::new();
-    let store = MemoryStore::with_clock(clock.clone());
-    let layer = SessionLayer::builder(store.clone(), key())
+/// The memory store runs the session path in place (no boxed future, its
+/// methods called directly); these are the races and deadlines that the
+/// boxed path's tests (on a wrapping `TestStore`) check, on that path.
+fn memory_app(store: session_layer::MemoryStore, idle: Duration) -> Router {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let gate = Arc::new(Notify::new());
+    let layer = SessionLayer::builder(store, key())
         .secure(false)
-        .expiry(Expiry::idle(Duration::minutes(40)))
-        .clock(clock.clone())
+        .expiry(Expiry::idle(idle))
         .build()
         .unwrap();
-    let app = routes().route(
-        "/id",
-        get(|s: Session| async move { format!("{:?}", s.id()) }),
+    routes()
+        .route(
+            // Reads, waits until told, then writes: a request in flight.
+            "/slow/{key}",
+            post({
+                let gate = gate.clone();
+                move |s: Session, axum::extract::Path(key): axum::extract::Path<String>| async move {
+                    let before: Option<String> = s.get("user").unwrap();
+                    gate.notified().await;
+                    s.insert(&key, "late").unwrap();
+                    format!("{before:?}")
+                }
+            }),
+        )
+        .route(
+            "/release",
+            post(move || async move {
+                gate.notify_one();
+                "released"
+            }),
+        )
+        .layer(layer)
+}
+
+#[tokio::test]
+async fn s27_memory_store_a_request_in_flight_during_sign_in_does_not_sign_the_user_out() {
+    let app = memory_app(session_layer::MemoryStore::new(), Duration::minutes(30));
+    let anonymous = send(&app, request("POST", "/set/theme/dark", &[]))
+        .await
+        .raw_cookie();
+    // A: loads the anonymous session, then waits.
+    let slow = tokio::spawn({
+        let app = app.clone();
+        let cookie = anonymous.clone();
+        async move { send(&app, request("POST", "/slow/last_seen", &[&cookie])).await }
+    });
+    tokio::task::yield_now().await;
+    // B: signs in (new id) while A is in flight.
+    let signed_in = send(&app, request("POST", "/login/ada", &[&anonymous])).await;
+    let signed_in = signed_in.raw_cookie();
+    assert_ne!(signed_in, anonymous);
+    let _ = send(&app, request("POST", "/release", &[])).await;
+    let late = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
+        .await
+        .expect("the slow request finishes")
+        .unwrap();
+    // A's changes went to the old id, which is gone: no cookie, so the
+    // browser keeps B's.
+    assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
+    assert_eq!(
+        send(&app, request("GET", "/get/user", &[&signed_in]))
+            .await
+            .body,
+        "ada"
     );
-    let app = app.layer(layer);
-    let signed_in = send(&app, request("POST", "/set/user/ada", &[])).await;
-    let cookie = signed_in.raw_cookie();
-    let id: IdHash = {
-        let reply = send(&app, request("GET", "/id", &[&cookie])).await;
-        let hex = reply
-            .body
-            .trim_start_matches("Some(IdHash(")
-            .trim_end_matches("))");
-        IdHash::from_hex(hex).expect("the session's id hash")
-    };
-    let last_active = || async { store.load(&id).await.unwrap().map(|r| r.last_active) };
-    let created = last_active().await.expect("stored");
-
-    // Past the refresh point (a quarter of the window): a page that ignores
-    // the session refreshes nothing, sends no cookie and varies on nothing.
-    clock.advance(Duration::minutes(15));
-    let untouched = send(&app, request("GET", "/", &[&cookie])).await;
-    assert_eq!(untouched.status, StatusCode::OK);
-    assert!(
-        untouched.set_cookies().is_empty(),
-        "{:?}",
-        untouched.set_cookies()
+    assert_eq!(
+        send(&app, request("GET", "/get/theme", &[&signed_in]))
+            .await
+            .body,
+        "dark"
     );
-    assert!(untouched.headers.get(VARY).is_none());
-    assert_eq!(last_active().await, Some(created), "no store write");
+    assert_eq!(
+        send(&app, request("GET", "/get/last_seen", &[&signed_in]))
+            .await
+            .body,
+        "none"
+    );
+}
 
-    // A page that reads it refreshes the idle window.
-    let read = send(&app, request("GET", "/get/user", &[&cookie])).await;
-    assert_eq!(read.body, "ada");
-    assert_eq!(read.headers.get(VARY).unwrap(), "Cookie");
-    let refreshed = last_active().await.expect("still stored");
-    assert!(refreshed > created, "the read counted as activity");
-
-    // 40 idle minutes of untouched pages: they kept nothing alive.
-    clock.advance(Duration::minutes(41));
-    let _ = send(&app, request("GET", "/", &[&cookie])).await;
-    let gone = send(&app, request("GET", "/get/user", &[&cookie])).await;
-    assert_ne!(gone.body, "ada", "the session expired");
-    assert_eq!(last_active().await, None);
+#[tokio::test]
+async fn s8_memory_store_a_session_that_expires_during_a_request_is_not_saved() {
+    // Real time: the layer and the store are both on the system clock,
+    // where the layer lends the store its reading at the start of the
+    // request; the save at the end must use the time of the save.
+    let store = session_layer::MemoryStore::new();
+    let app = memory_app(store.clone(), Duration::seconds(2));
+    let cookie = send(&app, request("POST", "/set/user/ada", &[]))
+        .await
+        .raw_cookie();
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, request("POST", "/slow/late", &[&cookie])).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let _ = send(&app, request("POST", "/release", &[])).await;
+    let late = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
+        .await
+        .expect("the slow request finishes")
+        .unwrap();
+    assert_eq!(late.body, "Some(\"ada\")", "live when the request started");
+    assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
+    use session_layer::store::SessionStore;
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
+        1,
+        "left expired, not extended"
+    );
 }

@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::extract::Form;
 use axum::http::StatusCode;
@@ -10,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use session_layer::{Expiry, Key, MemoryStore, Session, SessionError, SessionLayer, SessionStore};
+use session_layer::{Expiry, Key, MemoryStore, Session, SessionError, SessionLayer, Storage};
 use time::Duration;
 
 /// How long "remember me" keeps a user signed in without a visit.
@@ -114,37 +113,39 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
 /// `sqlite://FILE`, `redis://…`, `postgres://…` or `mysql://…`. SQL stores
 /// get their table and a purge task; Redis expires sessions itself. A
 /// backend whose feature is off says which feature to enable.
-async fn open_store(spec: &str) -> Result<Arc<dyn SessionStore>, Box<dyn std::error::Error>> {
+async fn open_store(spec: &str) -> Result<Storage, Box<dyn std::error::Error>> {
     let scheme = spec.split_once(':').map_or(spec, |(scheme, _)| scheme);
     #[allow(unused)]
     let needs = |feature: &str| format!("--store {scheme}:… needs `--features {feature}`");
     #[allow(unused)]
     let purge_every = std::time::Duration::from_secs(300);
-    let store: Arc<dyn SessionStore> = match scheme {
-        "memory" => Arc::new(MemoryStore::new()),
+    // Into `Storage` as they are, not as `Arc<dyn SessionStore>`: the memory
+    // store is then called in place (see `MemoryStore`).
+    let store: Storage = match scheme {
+        "memory" => MemoryStore::new().into(),
         #[cfg(feature = "sqlite-store")]
         "sqlite" => {
             // `sqlite://FILE`: created if missing, so sessions survive a restart.
             let store = session_layer::SqliteStore::connect(spec).await?;
             store.migrate().await?;
             drop(session_layer::store::PurgeTask::spawn(store.clone(), purge_every)); // runs until exit
-            Arc::new(store)
+            store.into()
         }
         #[cfg(feature = "redis-store")]
-        "redis" | "rediss" => Arc::new(session_layer::RedisStore::connect(spec).await?),
+        "redis" | "rediss" => session_layer::RedisStore::connect(spec).await?.into(),
         #[cfg(feature = "postgres-store")]
         "postgres" | "postgresql" => {
             let store = session_layer::PostgresStore::connect(spec).await?;
             store.migrate().await?;
             drop(session_layer::store::PurgeTask::spawn(store.clone(), purge_every));
-            Arc::new(store)
+            store.into()
         }
         #[cfg(feature = "mysql-store")]
         "mysql" | "mariadb" => {
             let store = session_layer::MySqlStore::connect(spec).await?;
             store.migrate().await?;
             drop(session_layer::store::PurgeTask::spawn(store.clone(), purge_every));
-            Arc::new(store)
+            store.into()
         }
         #[cfg(not(feature = "sqlite-store"))]
         "sqlite" => return Err(needs("sqlite-store").into()),

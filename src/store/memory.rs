@@ -30,10 +30,9 @@ const SWEEP_EVERY: i64 = 60;
 /// Cloning gives another handle to the same sessions.
 ///
 /// It never waits, so a [`SessionLayer`](crate::SessionLayer) on it runs
-/// the session path in place (no boxed future) and looks a request's
-/// session up only when the handler first touches it: a page that ignores
-/// the session costs no store call, and does not count as activity for the
-/// idle timeout. Wrapping it in another store gives that up.
+/// the session path in place (no boxed future) and calls its methods
+/// directly; wrapped in another store (or an `Arc`), it goes through the
+/// trait like any store, with the same behaviour, a little slower.
 ///
 /// ```
 /// use session_layer::{Key, MemoryStore, SessionLayer};
@@ -197,7 +196,12 @@ fn merge(stored: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
         .map_err(StoreError::decode)?;
         failed?;
     }
-    for (name, value) in &changes.set {
+    for (n, (name, value)) in changes.set.iter().enumerate() {
+        // A key set twice in one `Changes`: the later value wins, as in
+        // `Changes::apply_to`, and the object keeps one member per key.
+        if changes.set[n + 1..].iter().any(|(k, _)| k == name) {
+            continue;
+        }
         key(&mut out, name)?;
         serde_json::to_writer(&mut out, value).map_err(StoreError::backend)?;
     }
@@ -473,6 +477,28 @@ mod tests {
         store.corrupt(&id).await.unwrap();
         let error = store.load_values_at(&id, store.now()).unwrap_err();
         assert_eq!(error.kind(), crate::StoreErrorKind::Decode);
+    }
+
+    #[test]
+    fn a_key_set_twice_in_one_save_keeps_the_later_value_once() {
+        let store = MemoryStore::new();
+        let id = SessionId::generate().hash();
+        let now = OffsetDateTime::now_utc();
+        assert!(store
+            .create_at(&id, &record(now, Duration::hours(1)), store.now())
+            .unwrap());
+        let changes = Changes {
+            cleared: false,
+            set: vec![("k".into(), "first".into()), ("k".into(), "second".into())],
+            removed: vec![],
+            last_active: now,
+            expires_at: now + Duration::hours(1),
+            expiry: None,
+        };
+        assert!(store.save_at(&id, &changes, store.now()).unwrap());
+        let loaded = store.load_values_at(&id, store.now()).unwrap().unwrap();
+        assert_eq!(loaded.values.get::<String>("k").unwrap().unwrap(), "second");
+        assert_eq!(loaded.values.keys(), ["k", "n"]);
     }
 
     #[test]
