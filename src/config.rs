@@ -82,9 +82,6 @@ impl Transport {
 #[derive(Debug, Clone)]
 pub struct Storage {
     pub(crate) backend: Backend,
-    /// Every store call completes when first polled (no I/O): the layer
-    /// then runs the whole session path in place, without boxing a future.
-    pub(crate) inline: bool,
     /// The memory store, called directly instead of through its trait.
     #[cfg(feature = "memory-store")]
     pub(crate) memory: Option<crate::MemoryStore>,
@@ -98,10 +95,6 @@ impl<S: SessionStore> From<S> for Storage {
             .cloned();
         Self {
             #[cfg(feature = "memory-store")]
-            inline: memory.is_some(),
-            #[cfg(not(feature = "memory-store"))]
-            inline: false,
-            #[cfg(feature = "memory-store")]
             memory,
             backend: Backend::Store(Arc::new(store)),
         }
@@ -110,11 +103,8 @@ impl<S: SessionStore> From<S> for Storage {
 
 impl From<CookieStore> for Storage {
     fn from(store: CookieStore) -> Self {
-        // Without a revocation list, cookie sessions make no store call.
-        let inline = store.revocations.is_none();
         Self {
             backend: Backend::Cookie(store),
-            inline,
             #[cfg(feature = "memory-store")]
             memory: None,
         }
@@ -169,7 +159,6 @@ pub struct SessionLayerBuilder {
     ids: IdSource,
     clock: Arc<dyn Clock>,
     system_clock: bool,
-    inline: bool,
     #[cfg(feature = "memory-store")]
     memory: Option<crate::MemoryStore>,
 }
@@ -178,7 +167,6 @@ impl SessionLayerBuilder {
     pub(crate) fn new(storage: Storage, key: Key) -> Self {
         Self {
             backend: storage.backend,
-            inline: storage.inline,
             #[cfg(feature = "memory-store")]
             memory: storage.memory,
             transport: Transport::Cookie,
@@ -335,7 +323,6 @@ impl SessionLayerBuilder {
         let codec = IdCodec::new(binding, self.key, self.fallback_keys);
         Ok(SessionLayer::from_shared(Shared {
             backend: self.backend,
-            inline: self.inline,
             #[cfg(feature = "memory-store")]
             memory: self.memory,
             transport: self.transport,
@@ -364,14 +351,21 @@ mod tests {
 
     #[test]
     fn only_stores_that_never_wait_run_inline() {
-        assert!(Storage::from(MemoryStore::new()).inline);
+        let inline = |storage: Storage| {
+            let layer = SessionLayer::builder(storage, Key::generate())
+                .build()
+                .unwrap();
+            layer.shared().inline()
+        };
+        assert!(inline(MemoryStore::new().into()));
         assert!(Storage::from(MemoryStore::new()).memory.is_some());
         // Wrapped, the memory store is just some store: boxed path, trait calls.
         let wrapped = Storage::from(Arc::new(MemoryStore::new()));
-        assert!(!wrapped.inline && wrapped.memory.is_none());
-        assert!(Storage::from(CookieStore::new()).inline);
+        assert!(wrapped.memory.is_none());
+        assert!(!inline(wrapped));
+        assert!(inline(CookieStore::new().into()));
         let revocable = CookieStore::new().revocation_list(MemoryStore::new());
-        assert!(!Storage::from(revocable).inline);
+        assert!(!inline(revocable.into()));
     }
 
     #[test]

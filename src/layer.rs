@@ -41,8 +41,6 @@ pub struct SessionLayer {
 /// What every request of one layer shares.
 pub(crate) struct Shared {
     pub(crate) backend: Backend,
-    /// See [`Storage`](crate::config::Storage): store calls never wait.
-    pub(crate) inline: bool,
     /// The same store as `backend`, when it is the memory store: its calls
     /// are made directly.
     #[cfg(feature = "memory-store")]
@@ -71,12 +69,32 @@ pub(crate) enum Backend {
     Cookie(CookieStore),
 }
 
+impl Shared {
+    /// Every store call completes when first polled (no I/O): the memory
+    /// store, or cookie sessions without a revocation list. The layer then
+    /// runs the whole session path in place, without boxing a future.
+    pub(crate) fn inline(&self) -> bool {
+        match &self.backend {
+            #[cfg(feature = "memory-store")]
+            Backend::Store(_) => self.memory.is_some(),
+            #[cfg(not(feature = "memory-store"))]
+            Backend::Store(_) => false,
+            Backend::Cookie(cookies) => cookies.revocations.is_none(),
+        }
+    }
+}
+
 impl SessionLayer {
     /// Starts a layer on `store` (any [`SessionStore`], or a
     /// [`CookieStore`] for cookie sessions), signing with `key`. See
     /// [`SessionLayerBuilder`] for the settings and their defaults.
     pub fn builder(store: impl Into<Storage>, key: Key) -> SessionLayerBuilder {
         SessionLayerBuilder::new(store.into(), key)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     pub(crate) fn from_shared(shared: Shared) -> Self {

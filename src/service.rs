@@ -69,7 +69,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        if !shared.inline {
+        if !shared.inline() {
             // The clone may not be ready; the one that `poll_ready` readied is.
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
@@ -129,35 +129,6 @@ where
 /// revocation list); failing the request beats a hang or a panic.
 fn not_inline() -> StoreError {
     StoreError::backend("a session store call that should complete at once did not")
-}
-
-/// A verified id of the request, not looked up yet.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Candidate {
-    id: SessionId,
-    /// Verified under a fallback key (S9).
-    resign: bool,
-}
-
-/// A request's verified ids, in order: almost always one, kept without
-/// an allocation.
-#[derive(Debug, Default)]
-pub(crate) struct Candidates {
-    first: Option<Candidate>,
-    more: Vec<Candidate>,
-}
-
-impl Candidates {
-    fn push(&mut self, candidate: Candidate) {
-        match self.first {
-            None => self.first = Some(candidate),
-            Some(_) => self.more.push(candidate),
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Candidate> {
-        self.first.iter().chain(&self.more)
-    }
 }
 
 /// Where a layer's store calls go: the memory store's own methods (they
@@ -315,9 +286,13 @@ impl Shared {
         )
     }
 
-    /// A request's session state before anything is loaded.
-    fn new_state(&self, now: OffsetDateTime) -> State {
-        State {
+    /// The [`Session`] of a request, from what [`load`](Self::load) found.
+    fn session(
+        &self,
+        loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
+        now: OffsetDateTime,
+    ) -> Result<Session, StoreError> {
+        let mut state = State {
             default_expiry: self.expiry,
             now: Some(now),
             max_data: match self.backend {
@@ -325,17 +300,12 @@ impl Shared {
                 Backend::Store(_) => None,
             },
             ..State::default()
+        };
+        if let Some((loaded, record)) = loaded? {
+            state.loaded = Some(loaded);
+            state.values = record.values;
+            state.expiry = record.expiry;
         }
-    }
-
-    /// The [`Session`] of a request, from what [`load`](Self::load) found.
-    fn session(
-        &self,
-        loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
-        now: OffsetDateTime,
-    ) -> Result<Session, StoreError> {
-        let mut state = self.new_state(now);
-        state.fill(loaded?);
         Ok(Session::new(state))
     }
 
@@ -410,126 +380,67 @@ impl Shared {
         cookies.into_iter().flatten().chain(tokens)
     }
 
-    /// The verified ids of a request, in order, each once, at most
-    /// [`MAX_CANDIDATES`] (S6, S7, S20). Values that fail verification
-    /// never reach the store.
-    fn verified(&self, headers: &HeaderMap) -> Candidates {
-        match &self.transport {
-            // The common case, without the generic chain of `candidates`.
-            Transport::Cookie => self.verify_all(cookie_values(headers, &self.cookie.name)),
-            Transport::Header { .. } => self.verify_all(self.candidates(headers)),
-        }
-    }
-
-    fn verify_all<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> Candidates {
-        let mut out = Candidates::default();
-        let verified = values
-            .take(MAX_EXAMINED)
-            .filter_map(|value| self.codec.verify(value));
-        for v in verified.take(MAX_CANDIDATES) {
-            if !out.iter().any(|c| c.id == v.id) {
-                out.push(Candidate {
-                    id: v.id,
-                    resign: v.by_fallback,
-                });
-            }
-        }
-        out
-    }
-
-    /// Looks the candidates up in order; the first live session wins (S8).
-    /// An undecodable record counts as absent (S35).
-    async fn resolve(
-        &self,
-        store: StoreRef<'_>,
-        candidates: &Candidates,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
-        for c in candidates.iter() {
-            // Hashed here, not when verified: a request whose handler never
-            // touches the session skips it.
-            let hash = c.id.hash();
-            let record = match store.load(&hash).await {
-                Ok(Some(record)) => record,
-                Ok(None) => continue,
-                Err(error) if error.kind() == StoreErrorKind::Decode => {
-                    tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            if let Some(found) = self.live(c.id, hash, c.resign, record, now) {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
-    }
-
-    /// `record` as the request's session, unless it has expired: the
-    /// record's own deadline, and never later than what the current policy
-    /// allows (a shortened timeout applies at once).
-    fn live(
-        &self,
-        id: SessionId,
-        hash: IdHash,
-        resign: bool,
-        record: LoadedRecord,
-        now: OffsetDateTime,
-    ) -> Option<(Loaded, LoadedRecord)> {
-        let expiry = record.expiry.unwrap_or(self.expiry);
-        let expires_at = record
-            .expires_at
-            .min(expiry.deadline(record.created_at, record.last_active));
-        if expires_at <= now {
-            return None;
-        }
-        let loaded = Loaded {
-            id,
-            hash,
-            created_at: record.created_at,
-            last_active: record.last_active,
-            expires_at,
-            resign,
-        };
-        Some((loaded, record))
-    }
-
     /// Finds the first candidate that resolves to a live session (S6-S8,
-    /// S20).
+    /// S20). Values that fail verification never reach the store (S7).
     async fn load(
         &self,
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
-        let cookies = match &self.backend {
-            Backend::Store(store) => {
-                let candidates = self.verified(headers);
-                return self
-                    .resolve(self.store(&**store, Some(now)), &candidates, now)
-                    .await;
-            }
-            Backend::Cookie(cookies) => cookies,
-        };
         let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
         let opened = self
             .candidates(headers)
             .take(MAX_EXAMINED)
-            .filter_map(|value| unseal(&self.cookie.name, self.codec.keys(), value));
-        for (slot, (id, record, key)) in opened.take(MAX_CANDIDATES).enumerate() {
+            .filter_map(|value| match &self.backend {
+                Backend::Store(_) => self
+                    .codec
+                    .verify(value)
+                    .map(|v| (v.id, None, v.by_fallback)),
+                Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
+                    .map(|(id, record, key)| (id, Some(record), key > 0)),
+            });
+        for (slot, (id, sealed, resign)) in opened.take(MAX_CANDIDATES).enumerate() {
             let hash = id.hash();
             if tried.contains(&Some(hash)) {
                 continue;
             }
             tried[slot] = Some(hash);
-            if let Some(revoked) = &cookies.revocations {
-                if self.call(revoked.load(&hash)).await?.is_some() {
-                    continue;
+            let record = match (&self.backend, sealed) {
+                (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
+                    Some(revoked) if self.call(revoked.load(&hash)).await?.is_some() => continue,
+                    _ => LoadedRecord::from(record),
+                },
+                (Backend::Store(store), _) => {
+                    match self.store(&**store, Some(now)).load(&hash).await {
+                        Ok(Some(record)) => record,
+                        Ok(None) => continue,
+                        Err(error) if error.kind() == StoreErrorKind::Decode => {
+                            tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
+                (Backend::Cookie(_), None) => continue,
+            };
+            // The record's own deadline, and never later than what the
+            // current policy allows (a shortened timeout applies at once).
+            let expiry = record.expiry.unwrap_or(self.expiry);
+            let expires_at = record
+                .expires_at
+                .min(expiry.deadline(record.created_at, record.last_active));
+            if expires_at <= now {
+                continue;
             }
-            let found = self.live(id, hash, key > 0, LoadedRecord::from(record), now);
-            if found.is_some() {
-                return Ok(found);
-            }
+            let loaded = Loaded {
+                id,
+                hash,
+                created_at: record.created_at,
+                last_active: record.last_active,
+                expires_at,
+                resign,
+            };
+            return Ok(Some((loaded, record)));
         }
         Ok(None)
     }

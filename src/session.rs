@@ -13,7 +13,7 @@ use crate::expiry::Expiry;
 use crate::id::{IdHash, SessionId};
 #[cfg(test)]
 use crate::store::Data;
-use crate::values::{LoadedRecord, Values};
+use crate::values::Values;
 
 /// The session of the current request.
 ///
@@ -69,15 +69,6 @@ impl State {
     /// Whether the handler changed data or expiry.
     pub(crate) fn modified(&self) -> bool {
         self.values.changed() || self.expiry_changed
-    }
-
-    /// Takes in what the store found for this request.
-    pub(crate) fn fill(&mut self, found: Option<(Loaded, LoadedRecord)>) {
-        if let Some((loaded, record)) = found {
-            self.loaded = Some(loaded);
-            self.values = record.values;
-            self.expiry = record.expiry;
-        }
     }
 
     pub(crate) fn effective_expiry(&self) -> Expiry {
