@@ -282,29 +282,25 @@ async fn signed_in_across_a_restart(store: &str) {
         .next()
         .unwrap()
         .to_owned();
-    let page = client
-        .get(format!("{}/", demo.base))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        page.text().await.unwrap().contains("Hello, <b>lin</b>"),
-        "{store}"
-    );
+    let seen = page(
+        client
+            .get(format!("{}/", demo.base))
+            .header(COOKIE, &cookie),
+    )
+    .await;
+    assert!(seen.contains("Hello, <b>lin</b>"), "{store}");
 
     let key_dir = demo.stop();
     let demo = start_demo_on(store, key_dir);
-    let page = client
-        .get(format!("{}/", demo.base))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
-    let page = page.text().await.unwrap();
+    let seen = page(
+        client
+            .get(format!("{}/", demo.base))
+            .header(COOKIE, &cookie),
+    )
+    .await;
     assert!(
-        page.contains("Hello, <b>lin</b>") && visits(&page) == Some(2),
-        "{store}: {page}"
+        seen.contains("Hello, <b>lin</b>") && visits(&seen) == Some(2),
+        "{store}: {seen}"
     );
 
     // Sign out, so the shared server keeps nothing of this run.
@@ -314,16 +310,13 @@ async fn signed_in_across_a_restart(store: &str) {
         .send()
         .await
         .unwrap();
-    let page = client
-        .get(format!("{}/", demo.base))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        page.text().await.unwrap().contains(r#"action="/sign-in""#),
-        "{store}"
-    );
+    let seen = page(
+        client
+            .get(format!("{}/", demo.base))
+            .header(COOKIE, &cookie),
+    )
+    .await;
+    assert!(seen.contains(r#"action="/sign-in""#), "{store}");
 }
 
 #[cfg(feature = "sqlite-store")]
