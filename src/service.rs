@@ -76,12 +76,9 @@ where
             return ResponseFuture::boxed(Box::pin(handle(shared.clone(), inner, req)));
         }
         let now = now_seconds(&*shared.clock);
-        // Every store call of an inline backend completes when first polled
-        // (see `Storage`), so the load runs here and nothing is boxed.
-        let loaded = shared
-            .load(req.headers(), now)
-            .now_or_never()
-            .unwrap_or_else(|| Err(not_inline()));
+        // An inline backend's store never waits (see `Storage`): the load
+        // runs here, as plain function calls, and nothing is boxed.
+        let loaded = shared.load_in_place(req.headers(), now);
         let session = match shared.session(loaded, now) {
             Ok(session) => session,
             Err(error) => return ResponseFuture::ready(shared.error_response(error.into())),
@@ -131,49 +128,26 @@ fn not_inline() -> StoreError {
     StoreError::backend("a session store call that should complete at once did not")
 }
 
-/// Where a layer's store calls go: the memory store's own methods (they
-/// never wait), or any store's trait object under the store timeout.
+/// A store that may wait, each call under the store timeout (S36): the
+/// boxed path.
 #[derive(Clone, Copy)]
-enum StoreRef<'a> {
-    /// The store, and the time its calls check expiry against.
-    #[cfg(feature = "memory-store")]
-    Memory(&'a crate::MemoryStore, i64),
-    Timed(&'a Shared, &'a dyn SessionStore),
-}
+struct Timed<'a>(&'a Shared, &'a dyn SessionStore);
 
-impl StoreRef<'_> {
+impl Timed<'_> {
     async fn load(self, id: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
-        match self {
-            #[cfg(feature = "memory-store")]
-            Self::Memory(store, now) => store.load_values_at(id, now),
-            Self::Timed(shared, store) => {
-                Ok(shared.call(store.load(id)).await?.map(LoadedRecord::from))
-            }
-        }
+        Ok(self.0.call(self.1.load(id)).await?.map(LoadedRecord::from))
     }
 
     async fn create(self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "memory-store")]
-            Self::Memory(store, now) => store.create_at(id, record, now),
-            Self::Timed(shared, store) => shared.call(store.create(id, record)).await,
-        }
+        self.0.call(self.1.create(id, record)).await
     }
 
     async fn save(self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "memory-store")]
-            Self::Memory(store, now) => store.save_at(id, changes, now),
-            Self::Timed(shared, store) => shared.call(store.save(id, changes)).await,
-        }
+        self.0.call(self.1.save(id, changes)).await
     }
 
     async fn delete(self, id: &IdHash) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "memory-store")]
-            Self::Memory(store, _) => store.delete_now(id),
-            Self::Timed(shared, store) => shared.call(store.delete(id)).await,
-        }
+        self.0.call(self.1.delete(id)).await
     }
 
     async fn touch(
@@ -182,15 +156,351 @@ impl StoreRef<'_> {
         last_active: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        match self {
-            #[cfg(feature = "memory-store")]
-            Self::Memory(store, now) => store.touch_at(id, last_active, expires_at, now),
-            Self::Timed(shared, store) => {
-                shared.call(store.touch(id, last_active, expires_at)).await
-            }
-        }
+        self.0.call(self.1.touch(id, last_active, expires_at)).await
     }
 }
+
+/// The memory store's own methods, called in place (they never wait); the
+/// `i64` is the time they check expiry against.
+#[cfg(feature = "memory-store")]
+#[derive(Clone, Copy)]
+struct Direct<'a>(&'a crate::MemoryStore, i64);
+
+#[cfg(feature = "memory-store")]
+impl Direct<'_> {
+    fn load(self, id: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
+        self.0.load_values_at(id, self.1)
+    }
+
+    fn create(self, id: &IdHash, record: &Record) -> Result<bool, StoreError> {
+        self.0.create_at(id, record, self.1)
+    }
+
+    fn save(self, id: &IdHash, changes: &Changes) -> Result<bool, StoreError> {
+        self.0.save_at(id, changes, self.1)
+    }
+
+    fn delete(self, id: &IdHash) -> Result<bool, StoreError> {
+        self.0.delete_now(id)
+    }
+
+    fn touch(
+        self,
+        id: &IdHash,
+        last_active: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.0.touch_at(id, last_active, expires_at, self.1)
+    }
+}
+
+/// Without the memory store, the in-place path serves cookie sessions only
+/// and never has a store to call: this cannot be made.
+#[cfg(not(feature = "memory-store"))]
+#[derive(Clone, Copy)]
+struct Direct<'a>(std::convert::Infallible, std::marker::PhantomData<&'a ()>);
+
+#[cfg(not(feature = "memory-store"))]
+impl Direct<'_> {
+    fn load(self, _: &IdHash) -> Result<Option<LoadedRecord>, StoreError> {
+        match self.0 {}
+    }
+
+    fn create(self, _: &IdHash, _: &Record) -> Result<bool, StoreError> {
+        match self.0 {}
+    }
+
+    fn save(self, _: &IdHash, _: &Changes) -> Result<bool, StoreError> {
+        match self.0 {}
+    }
+
+    fn delete(self, _: &IdHash) -> Result<bool, StoreError> {
+        match self.0 {}
+    }
+
+    fn touch(self, _: &IdHash, _: OffsetDateTime, _: OffsetDateTime) -> Result<bool, StoreError> {
+        match self.0 {}
+    }
+}
+
+/// A store call of the session path, marked so that one body makes both
+/// versions of it (see `store_path!`): awaited, or a plain call.
+macro_rules! wait {
+    (async, $call:expr) => {
+        $call.await
+    };
+    (sync, $call:expr) => {
+        $call
+    };
+}
+
+/// A call through a store's trait object (a revocation list): under the
+/// store timeout, or, in place, polled once; a call that would wait there
+/// fails the request instead (see `not_inline`).
+macro_rules! wait_io {
+    (async, $shared:expr, $call:expr) => {
+        $shared.call($call).await
+    };
+    (sync, $shared:expr, $call:expr) => {
+        $call.now_or_never().unwrap_or_else(|| Err(not_inline()))
+    };
+}
+
+/// The functions of the session path that call the store, written once and
+/// made twice: `async` for stores that may wait (the boxed path, through
+/// [`Timed`]), and plain functions for the in-place path (the memory
+/// store through [`Direct`], cookie sessions without a revocation list),
+/// which then builds and polls no future at all. The rules (S3, S7, S8,
+/// S20, S24-S27, S32, S34) exist once; `wait!` marks every store call.
+macro_rules! store_path {
+    (
+        $mode:tt [$($asyncness:tt)?] store: $Store:ty, handle: $handle:ident,
+        load: $load:ident, commit: $commit:ident, stored: $stored:ident,
+        sealed: $sealed:ident, create: $create:ident
+    ) => {
+        impl Shared {
+            /// Finds the first candidate that resolves to a live session (S6-S8,
+            /// S20). Values that fail verification never reach the store (S7).
+            $($asyncness)? fn $load(
+                &self,
+                headers: &HeaderMap,
+                now: OffsetDateTime,
+            ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
+                let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
+                let opened = self
+                    .candidates(headers)
+                    .take(MAX_EXAMINED)
+                    .filter_map(|value| match &self.backend {
+                        Backend::Store(_) => self
+                            .codec
+                            .verify(value)
+                            .map(|v| (v.id, None, v.by_fallback)),
+                        Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
+                            .map(|(id, record, key)| (id, Some(record), key > 0)),
+                    });
+                for (slot, (id, sealed, resign)) in opened.take(MAX_CANDIDATES).enumerate() {
+                    let hash = id.hash();
+                    if tried.contains(&Some(hash)) {
+                        continue;
+                    }
+                    tried[slot] = Some(hash);
+                    let record = match (&self.backend, sealed) {
+                        (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
+                            Some(revoked) if wait_io!($mode, self, revoked.load(&hash))?.is_some() => continue,
+                            _ => LoadedRecord::from(record),
+                        },
+                        (Backend::Store(store), _) => {
+                            match wait!($mode, self.$handle(&**store, Some(now))?.load(&hash)) {
+                                Ok(Some(record)) => record,
+                                Ok(None) => continue,
+                                Err(error) if error.kind() == StoreErrorKind::Decode => {
+                                    tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
+                                    continue;
+                                }
+                                Err(error) => return Err(error),
+                            }
+                        }
+                        (Backend::Cookie(_), None) => continue,
+                    };
+                    // The record's own deadline, and never later than what the
+                    // current policy allows (a shortened timeout applies at once).
+                    let expiry = record.expiry.unwrap_or(self.expiry);
+                    let expires_at = record
+                        .expires_at
+                        .min(expiry.deadline(record.created_at, record.last_active));
+                    if expires_at <= now {
+                        continue;
+                    }
+                    let loaded = Loaded {
+                        id,
+                        hash,
+                        created_at: record.created_at,
+                        last_active: record.last_active,
+                        expires_at,
+                        resign,
+                    };
+                    return Ok(Some((loaded, record)));
+                }
+                Ok(None)
+            }
+
+            /// Carries out `plan` (never `Plan::Nothing`) and says what to tell the
+            /// client. The response waits for this (S26).
+            $($asyncness)? fn $commit(
+                &self,
+                plan: Plan,
+                state: State,
+                now: OffsetDateTime,
+            ) -> Result<Option<Outgoing>, CommitError> {
+                match &self.backend {
+                    Backend::Store(store) => {
+                        wait!($mode, self.$stored(self.$handle(&**store, None)?, plan, state, now))
+                    }
+                    Backend::Cookie(cookies) => wait!($mode, self.$sealed(cookies, plan, state, now)),
+                }
+            }
+
+            $($asyncness)? fn $stored(
+                &self,
+                store: $Store,
+                plan: Plan,
+                state: State,
+                now: OffsetDateTime,
+            ) -> Result<Option<Outgoing>, CommitError> {
+                let expiry = state.effective_expiry();
+                let loaded = state.loaded.clone();
+                let id_out = |id, deadline| Outgoing::Id {
+                    id,
+                    max_age: expiry.max_age(deadline, now),
+                };
+                let old = loaded.as_ref().map(|l| l.hash);
+                match (plan, loaded) {
+                    (Plan::End { then_create: false }, _) => {
+                        if let Some(old) = old {
+                            wait!($mode, store.delete(&old))?;
+                        }
+                        Ok(Some(Outgoing::Removal))
+                    }
+                    (Plan::Create | Plan::End { .. }, _) => {
+                        if let (Plan::End { .. }, Some(old)) = (plan, old) {
+                            wait!($mode, store.delete(&old))?;
+                        }
+                        // Values set after `destroy` start over: new id, new times.
+                        let deadline = expiry.deadline(now, now);
+                        let record = new_record(state.values.into_data(), now, now, deadline, state.expiry);
+                        let id = wait!($mode, self.$create(store, record))?;
+                        Ok(Some(id_out(id, deadline)))
+                    }
+                    (Plan::Cycle, Some(loaded)) => {
+                        // The new id first, so a failed write leaves the old session
+                        // as it was. Then the old id dies; if it was already gone,
+                        // another request destroyed or rotated this session since it
+                        // was loaded, and going on would undo that logout (S27): the
+                        // new copy is removed again. Of two concurrent cycles, only
+                        // the one whose delete removed the old id keeps its copy.
+                        let deadline = expiry.deadline(loaded.created_at, now);
+                        // The absolute timeout still counts from the first creation.
+                        let record = new_record(
+                            state.values.into_data(),
+                            loaded.created_at,
+                            now,
+                            deadline,
+                            state.expiry,
+                        );
+                        let id = wait!($mode, self.$create(store, record))?;
+                        if !wait!($mode, store.delete(&loaded.hash))? {
+                            tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
+                            wait!($mode, store.delete(&id.hash()))?;
+                            return Ok(None);
+                        }
+                        Ok(Some(id_out(id, deadline)))
+                    }
+                    (Plan::Save, Some(loaded)) => {
+                        let deadline = expiry.deadline(loaded.created_at, now);
+                        let send = expiry.is_persistent() || state.expiry_changed || loaded.resign;
+                        if !wait!($mode, store.save(&loaded.hash, &changes(state, now, deadline)))? {
+                            // Destroyed or rotated by another request meanwhile: it
+                            // stays gone (S27), and no cookie: the other response's
+                            // cookie must win.
+                            tracing::debug!(session = %loaded.hash, "session ended by another request; changes dropped");
+                            return Ok(None);
+                        }
+                        Ok(send.then(|| id_out(loaded.id, deadline)))
+                    }
+                    (Plan::Touch, Some(loaded)) => {
+                        let deadline = expiry.deadline(loaded.created_at, now);
+                        // A read-only request loses nothing if the refresh fails: the
+                        // session stays as it was, and a later request refreshes it.
+                        let touched = match wait!($mode, store.touch(&loaded.hash, now, deadline)) {
+                            Ok(touched) => touched,
+                            Err(error) => {
+                                tracing::warn!(session = %loaded.hash, %error, "idle refresh failed; session left as it was");
+                                false
+                            }
+                        };
+                        let send = touched && (expiry.is_persistent() || loaded.resign);
+                        Ok(send.then(|| id_out(loaded.id, deadline)))
+                    }
+                    (Plan::Resign, Some(loaded)) => Ok(Some(id_out(loaded.id, loaded.expires_at))),
+                    (Plan::Nothing | Plan::Cycle | Plan::Save | Plan::Touch | Plan::Resign, _) => Ok(None),
+                }
+            }
+
+            /// Cookie sessions: every change is a new sealed cookie; ending a
+            /// session records it in the revocation list, if there is one.
+            $($asyncness)? fn $sealed(
+                &self,
+                cookies: &CookieStore,
+                plan: Plan,
+                state: State,
+                now: OffsetDateTime,
+            ) -> Result<Option<Outgoing>, CommitError> {
+                let expiry = state.effective_expiry();
+                let Some(loaded) = state.loaded.clone() else {
+                    return self.seal(
+                        SessionId::generate(),
+                        expiry,
+                        new_record(
+                            state.values.into_data(),
+                            now,
+                            now,
+                            expiry.deadline(now, now),
+                            state.expiry,
+                        ),
+                        now,
+                    );
+                };
+                if matches!(plan, Plan::End { .. } | Plan::Cycle) {
+                    if let Some(revoked) = &cookies.revocations {
+                        let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
+                        wait_io!($mode, self, revoked.create(&loaded.hash, &marker))?;
+                    }
+                }
+                let (id, created_at) = match plan {
+                    Plan::End { then_create: false } => return Ok(Some(Outgoing::Removal)),
+                    Plan::End { .. } => (SessionId::generate(), now),
+                    Plan::Cycle => (SessionId::generate(), loaded.created_at),
+                    _ => (loaded.id, loaded.created_at),
+                };
+                let deadline = expiry.deadline(created_at, now);
+                self.seal(
+                    id,
+                    expiry,
+                    new_record(
+                        state.values.into_data(),
+                        created_at,
+                        now,
+                        deadline,
+                        state.expiry,
+                    ),
+                    now,
+                )
+            }
+
+            /// Stores `record` under a fresh id, insert-if-absent (S3).
+            $($asyncness)? fn $create(&self, store: $Store, record: Record) -> Result<SessionId, StoreError> {
+                for _ in 0..CREATE_ATTEMPTS {
+                    let id = self.ids.next().ok_or_else(|| {
+                        StoreError::backend("the id generator yielded fewer than 16 bytes")
+                    })?;
+                    if wait!($mode, store.create(&id.hash(), &record))? {
+                        return Ok(id);
+                    }
+                    tracing::warn!("a new session id collided with a live one; trying another");
+                }
+                Err(StoreError::backend(
+                    "new session ids kept colliding: the id generator is broken",
+                ))
+            }
+        }
+    };
+}
+
+store_path!(async [async] store: Timed<'_>, handle: timed, load: load, commit: commit,
+    stored: commit_stored, sealed: commit_sealed, create: create);
+store_path!(sync [] store: Direct<'_>, handle: direct, load: load_in_place,
+    commit: commit_in_place, stored: commit_stored_in_place,
+    sealed: commit_sealed_in_place, create: create_in_place);
 
 /// What the response tells the client about its session.
 #[derive(Debug)]
@@ -258,21 +568,30 @@ impl Shared {
             .map_err(|_| StoreError::timeout())?
     }
 
-    /// How to call `store`, the layer's store. `now`: the request's reading
-    /// of the clock, for the lookup at its start; `None` on the response
-    /// path, which must see a session that expired meanwhile as gone.
-    fn store<'a>(
+    /// The boxed path's way to call `store`, the layer's store.
+    fn timed<'a>(
         &'a self,
         store: &'a dyn SessionStore,
+        _now: Option<OffsetDateTime>,
+    ) -> Result<Timed<'a>, StoreError> {
+        Ok(Timed(self, store))
+    }
+
+    /// The in-place path's way to call the layer's store: the memory store
+    /// directly. `now`: the request's reading of the clock, for the lookup
+    /// at its start; `None` on the response path, which must see a session
+    /// that expired meanwhile as gone.
+    fn direct<'a>(
+        &'a self,
+        _store: &'a dyn SessionStore,
         now: Option<OffsetDateTime>,
-    ) -> StoreRef<'a> {
+    ) -> Result<Direct<'a>, StoreError> {
         #[cfg(feature = "memory-store")]
         if let Some(memory) = &self.memory {
-            return StoreRef::Memory(memory, self.memory_now(memory, now));
+            return Ok(Direct(memory, self.memory_now(memory, now)));
         }
-        #[cfg(not(feature = "memory-store"))]
         let _ = now;
-        StoreRef::Timed(self, store)
+        Err(not_inline())
     }
 
     /// The time the memory store checks expiry against: the request's own
@@ -321,10 +640,7 @@ impl Shared {
         let accessed = state.accessed;
         let outgoing = match self.plan(&state, res.status(), now) {
             Plan::Nothing => Ok(None),
-            plan => self
-                .commit(plan, state, now)
-                .now_or_never()
-                .unwrap_or_else(|| Err(not_inline().into())),
+            plan => self.commit_in_place(plan, state, now),
         };
         self.finish(res, outgoing, accessed, now)
     }
@@ -380,71 +696,6 @@ impl Shared {
         cookies.into_iter().flatten().chain(tokens)
     }
 
-    /// Finds the first candidate that resolves to a live session (S6-S8,
-    /// S20). Values that fail verification never reach the store (S7).
-    async fn load(
-        &self,
-        headers: &HeaderMap,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
-        let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
-        let opened = self
-            .candidates(headers)
-            .take(MAX_EXAMINED)
-            .filter_map(|value| match &self.backend {
-                Backend::Store(_) => self
-                    .codec
-                    .verify(value)
-                    .map(|v| (v.id, None, v.by_fallback)),
-                Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
-                    .map(|(id, record, key)| (id, Some(record), key > 0)),
-            });
-        for (slot, (id, sealed, resign)) in opened.take(MAX_CANDIDATES).enumerate() {
-            let hash = id.hash();
-            if tried.contains(&Some(hash)) {
-                continue;
-            }
-            tried[slot] = Some(hash);
-            let record = match (&self.backend, sealed) {
-                (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
-                    Some(revoked) if self.call(revoked.load(&hash)).await?.is_some() => continue,
-                    _ => LoadedRecord::from(record),
-                },
-                (Backend::Store(store), _) => {
-                    match self.store(&**store, Some(now)).load(&hash).await {
-                        Ok(Some(record)) => record,
-                        Ok(None) => continue,
-                        Err(error) if error.kind() == StoreErrorKind::Decode => {
-                            tracing::warn!(session = %hash, %error, "undecodable session record; treating it as absent");
-                            continue;
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-                (Backend::Cookie(_), None) => continue,
-            };
-            // The record's own deadline, and never later than what the
-            // current policy allows (a shortened timeout applies at once).
-            let expiry = record.expiry.unwrap_or(self.expiry);
-            let expires_at = record
-                .expires_at
-                .min(expiry.deadline(record.created_at, record.last_active));
-            if expires_at <= now {
-                continue;
-            }
-            let loaded = Loaded {
-                id,
-                hash,
-                created_at: record.created_at,
-                last_active: record.last_active,
-                expires_at,
-                resign,
-            };
-            return Ok(Some((loaded, record)));
-        }
-        Ok(None)
-    }
-
     /// What the request's session needs (S23-S28, S32, S9). On 5xx nothing
     /// is saved by default (S28).
     fn plan(&self, state: &State, status: StatusCode, now: OffsetDateTime) -> Plan {
@@ -481,167 +732,6 @@ impl Shared {
         }
     }
 
-    /// Carries out `plan` (never `Plan::Nothing`) and says what to tell the
-    /// client. The response waits for this (S26).
-    async fn commit(
-        &self,
-        plan: Plan,
-        state: State,
-        now: OffsetDateTime,
-    ) -> Result<Option<Outgoing>, CommitError> {
-        match &self.backend {
-            Backend::Store(store) => {
-                self.commit_stored(self.store(&**store, None), plan, state, now)
-                    .await
-            }
-            Backend::Cookie(cookies) => self.commit_sealed(cookies, plan, state, now).await,
-        }
-    }
-
-    async fn commit_stored(
-        &self,
-        store: StoreRef<'_>,
-        plan: Plan,
-        state: State,
-        now: OffsetDateTime,
-    ) -> Result<Option<Outgoing>, CommitError> {
-        let expiry = state.effective_expiry();
-        let loaded = state.loaded.clone();
-        let id_out = |id, deadline| Outgoing::Id {
-            id,
-            max_age: expiry.max_age(deadline, now),
-        };
-        let old = loaded.as_ref().map(|l| l.hash);
-        match (plan, loaded) {
-            (Plan::End { then_create: false }, _) => {
-                if let Some(old) = old {
-                    store.delete(&old).await?;
-                }
-                Ok(Some(Outgoing::Removal))
-            }
-            (Plan::Create | Plan::End { .. }, _) => {
-                if let (Plan::End { .. }, Some(old)) = (plan, old) {
-                    store.delete(&old).await?;
-                }
-                // Values set after `destroy` start over: new id, new times.
-                let deadline = expiry.deadline(now, now);
-                let id = self
-                    .create(
-                        store,
-                        new_record(state.values.into_data(), now, now, deadline, state.expiry),
-                    )
-                    .await?;
-                Ok(Some(id_out(id, deadline)))
-            }
-            (Plan::Cycle, Some(loaded)) => {
-                // The new id first, so a failed write leaves the old session
-                // as it was. Then the old id dies; if it was already gone,
-                // another request destroyed or rotated this session since it
-                // was loaded, and going on would undo that logout (S27): the
-                // new copy is removed again. Of two concurrent cycles, only
-                // the one whose delete removed the old id keeps its copy.
-                let deadline = expiry.deadline(loaded.created_at, now);
-                // The absolute timeout still counts from the first creation.
-                let record = new_record(
-                    state.values.into_data(),
-                    loaded.created_at,
-                    now,
-                    deadline,
-                    state.expiry,
-                );
-                let id = self.create(store, record).await?;
-                if !store.delete(&loaded.hash).await? {
-                    tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
-                    store.delete(&id.hash()).await?;
-                    return Ok(None);
-                }
-                Ok(Some(id_out(id, deadline)))
-            }
-            (Plan::Save, Some(loaded)) => {
-                let deadline = expiry.deadline(loaded.created_at, now);
-                let send = expiry.is_persistent() || state.expiry_changed || loaded.resign;
-                if !store
-                    .save(&loaded.hash, &changes(state, now, deadline))
-                    .await?
-                {
-                    // Destroyed or rotated by another request meanwhile: it
-                    // stays gone (S27), and no cookie: the other response's
-                    // cookie must win.
-                    tracing::debug!(session = %loaded.hash, "session ended by another request; changes dropped");
-                    return Ok(None);
-                }
-                Ok(send.then(|| id_out(loaded.id, deadline)))
-            }
-            (Plan::Touch, Some(loaded)) => {
-                let deadline = expiry.deadline(loaded.created_at, now);
-                // A read-only request loses nothing if the refresh fails: the
-                // session stays as it was, and a later request refreshes it.
-                let touched = match store.touch(&loaded.hash, now, deadline).await {
-                    Ok(touched) => touched,
-                    Err(error) => {
-                        tracing::warn!(session = %loaded.hash, %error, "idle refresh failed; session left as it was");
-                        false
-                    }
-                };
-                let send = touched && (expiry.is_persistent() || loaded.resign);
-                Ok(send.then(|| id_out(loaded.id, deadline)))
-            }
-            (Plan::Resign, Some(loaded)) => Ok(Some(id_out(loaded.id, loaded.expires_at))),
-            (Plan::Nothing | Plan::Cycle | Plan::Save | Plan::Touch | Plan::Resign, _) => Ok(None),
-        }
-    }
-
-    /// Cookie sessions: every change is a new sealed cookie; ending a
-    /// session records it in the revocation list, if there is one.
-    async fn commit_sealed(
-        &self,
-        cookies: &CookieStore,
-        plan: Plan,
-        state: State,
-        now: OffsetDateTime,
-    ) -> Result<Option<Outgoing>, CommitError> {
-        let expiry = state.effective_expiry();
-        let Some(loaded) = state.loaded.clone() else {
-            return self.seal(
-                SessionId::generate(),
-                expiry,
-                new_record(
-                    state.values.into_data(),
-                    now,
-                    now,
-                    expiry.deadline(now, now),
-                    state.expiry,
-                ),
-                now,
-            );
-        };
-        if matches!(plan, Plan::End { .. } | Plan::Cycle) {
-            if let Some(revoked) = &cookies.revocations {
-                let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
-                self.call(revoked.create(&loaded.hash, &marker)).await?;
-            }
-        }
-        let (id, created_at) = match plan {
-            Plan::End { then_create: false } => return Ok(Some(Outgoing::Removal)),
-            Plan::End { .. } => (SessionId::generate(), now),
-            Plan::Cycle => (SessionId::generate(), loaded.created_at),
-            _ => (loaded.id, loaded.created_at),
-        };
-        let deadline = expiry.deadline(created_at, now);
-        self.seal(
-            id,
-            expiry,
-            new_record(
-                state.values.into_data(),
-                created_at,
-                now,
-                deadline,
-                state.expiry,
-            ),
-            now,
-        )
-    }
-
     fn seal(
         &self,
         id: SessionId,
@@ -653,22 +743,6 @@ impl Shared {
         let value = seal(&self.cookie.name, &self.codec.keys()[0], id, record)
             .ok_or_else(|| CommitError::Session(SessionError::too_large()))?;
         Ok(Some(Outgoing::Sealed { value, max_age }))
-    }
-
-    /// Stores `record` under a fresh id, insert-if-absent (S3).
-    async fn create(&self, store: StoreRef<'_>, record: Record) -> Result<SessionId, StoreError> {
-        for _ in 0..CREATE_ATTEMPTS {
-            let id = self.ids.next().ok_or_else(|| {
-                StoreError::backend("the id generator yielded fewer than 16 bytes")
-            })?;
-            if store.create(&id.hash(), &record).await? {
-                return Ok(id);
-            }
-            tracing::warn!("a new session id collided with a live one; trying another");
-        }
-        Err(StoreError::backend(
-            "new session ids kept colliding: the id generator is broken",
-        ))
     }
 
     /// Tells the client: one `Set-Cookie` of our name (S17), or the token
