@@ -5,14 +5,16 @@
 # each ratio to bare is taken within one round; the summary is the median
 # over rounds. Then memory per session and latency while the store grows.
 #
-#   benches/http.sh                  # the full run (about 12 minutes)
+#   benches/http.sh                  # the full run (about 15 minutes)
 #   QUICK=1 benches/http.sh          # a smoke run (about 2 minutes)
 #
 # Settings (environment): DURATION (s per run, 10), ROUNDS (5), CONNECTIONS
 # (32), SCENARIOS ("read write create"), MEMORY_SESSIONS (100000), GROW
 # (requests of the growth test, 1000000; 0 skips it), PORT (3100), OUT (a
 # file for the markdown tables, besides stdout), GROW_RUNS (runs of the
-# in-process growth test, 3).
+# in-process growth test, 3), BUDGET (busy-wait times in ns for the
+# calibration of bare axum, "250 500 1000 1500"; empty skips it),
+# BUDGET_ROUNDS (3).
 #
 # Only 127.0.0.1; every loop is bounded; the script kills only the servers
 # it started, by pid.
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ -n "${QUICK:-}" ]]; then
-  : "${DURATION:=3}" "${ROUNDS:=2}" "${GROW:=200000}" "${MEMORY_SESSIONS:=20000}"
+  : "${DURATION:=3}" "${ROUNDS:=2}" "${GROW:=200000}" "${MEMORY_SESSIONS:=20000}" "${BUDGET_ROUNDS:=1}"
 fi
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-5}
@@ -29,6 +31,8 @@ SCENARIOS=${SCENARIOS:-"read write create"}
 MEMORY_SESSIONS=${MEMORY_SESSIONS:-100000}
 GROW=${GROW:-1000000}
 GROW_RUNS=${GROW_RUNS:-3}
+BUDGET=${BUDGET-250 500 1000 1500}
+BUDGET_ROUNDS=${BUDGET_ROUNDS:-3}
 PORT=${PORT:-3100}
 OUT=${OUT:-/dev/null}
 MODES=(bare ours tower-sessions)
@@ -52,8 +56,8 @@ stop_server() {
 }
 trap stop_server EXIT
 
-start_server() { # mode
-  taskset -c "$SERVER_CORE" "$BIN/bench_server" --mode "$1" --port "$PORT" 2>/dev/null &
+start_server() { # mode [more bench_server arguments]
+  taskset -c "$SERVER_CORE" "$BIN/bench_server" --mode "$1" --port "$PORT" "${@:2}" 2>/dev/null &
   server_pid=$!
   for _ in $(seq 1 100); do
     if curl -sf -o /dev/null "http://127.0.0.1:$PORT/plain"; then return 0; fi
@@ -165,6 +169,44 @@ for scenario in $SCENARIOS; do
   emit "| $scenario | $(printf %.3f "$o") | $(printf %.3f "$t") | $(awk -v o="$o" -v t="$t" 'BEGIN { printf "%.2f", o / t }') | $(printf %.3f "$co") | $(printf %.3f "$ct") |"
 done
 emit ""
+
+if [[ -n "$BUDGET" ]]; then
+  emit "## budget: bare axum whose handlers busy-wait N ns (/read with a cookie, $BUDGET_ROUNDS rounds)"
+  emit ""
+  emit "What a layer that adds N ns of CPU time per request costs over HTTP on"
+  emit "this machine, kernel effects included: the time a layer may take for a"
+  emit "given ratio to bare."
+  emit ""
+  emit "| round | spin ns | req/s | ratio to spin 0 |"
+  emit "|---|---|---|---|"
+  spins=(0 $BUDGET)
+  declare -A BRATIOS=() BRPS=()
+  for round in $(seq 1 "$BUDGET_ROUNDS"); do
+    declare -A R=()
+    for i in $(seq 0 $((${#spins[@]} - 1))); do
+      spin=${spins[$(((i + round - 1) % ${#spins[@]}))]}
+      start_server bare --spin-ns "$spin"
+      read -r rps _ < <(run_wrk bare read)
+      stop_server
+      R[$spin]=$rps
+    done
+    for spin in "${spins[@]}"; do
+      ratio=$(awk -v a="${R[$spin]}" -v b="${R[0]}" 'BEGIN { printf "%.3f", a / b }')
+      emit "| $round | $spin | ${R[$spin]} | $ratio |"
+      BRATIOS[$spin]+="$ratio "
+      BRPS[$spin]+="${R[$spin]} "
+    done
+  done
+  emit ""
+  emit "| spin ns | median ratio | median µs per request | µs over spin 0 |"
+  emit "|---|---|---|---|"
+  base_us=$(awk -v r="$(med "${BRPS[0]}")" 'BEGIN { printf "%.3f", 1e6 / r }')
+  for spin in "${spins[@]}"; do
+    us=$(awk -v r="$(med "${BRPS[$spin]}")" 'BEGIN { printf "%.3f", 1e6 / r }')
+    emit "| $spin | $(printf %.3f "$(med "${BRATIOS[$spin]}")") | $us | $(awk -v a="$us" -v b="$base_us" 'BEGIN { printf "%.3f", a - b }') |"
+  done
+  emit ""
+fi
 
 if [[ "$MEMORY_SESSIONS" -gt 0 ]]; then
   emit "## memory per session ($MEMORY_SESSIONS small sessions: \`user\` and a counter)"

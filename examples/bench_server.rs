@@ -8,6 +8,8 @@
 //!
 //! `--mode bare|ours|tower-sessions`; `--scenario read|write|create` only
 //! checks the name: every route is served, the load generator picks one.
+//! `--spin-ns N` (bare only) makes every handler busy-wait N ns: the
+//! calibration `benches/budget.sh` runs.
 
 use std::net::SocketAddr;
 
@@ -17,17 +19,22 @@ mod apps;
 fn main() {
     let mut mode = None;
     let mut port = 3100u16;
+    let mut spin_ns = 0u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().unwrap_or_else(|| usage(&arg));
         match arg.as_str() {
             "--mode" => mode = Some(apps::Mode::parse(&value).unwrap_or_else(|| usage(&value))),
             "--port" => port = value.parse().unwrap_or_else(|_| usage(&value)),
+            "--spin-ns" => spin_ns = value.parse().unwrap_or_else(|_| usage(&value)),
             "--scenario" if ["read", "write", "create", "plain"].contains(&value.as_str()) => {}
             _ => usage(&arg),
         }
     }
     let mode = mode.unwrap_or_else(|| usage("--mode"));
+    if spin_ns > 0 && mode != apps::Mode::Bare {
+        usage("--spin-ns");
+    }
 
     // One worker: the server is pinned to one core, and the numbers are
     // per core.
@@ -36,7 +43,11 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let (app, _) = apps::app(mode);
+        let app = if spin_ns > 0 {
+            apps::bare_spinning(spin_ns).with_state(())
+        } else {
+            apps::app(mode).0
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         eprintln!("bench_server: {} on http://{addr}", mode.name());
@@ -47,7 +58,7 @@ fn main() {
 fn usage(what: &str) -> ! {
     eprintln!(
         "bench_server: bad argument {what:?}\n\
-         usage: bench_server --mode bare|ours|tower-sessions [--port N] [--scenario read|write|create]"
+         usage: bench_server --mode bare|ours|tower-sessions [--port N] [--scenario read|write|create] [--spin-ns N]"
     );
     std::process::exit(2)
 }

@@ -80,6 +80,31 @@ pub(crate) fn bare() -> Router {
         .route("/create", get(|| async { "created" }))
 }
 
+/// Bare axum whose every handler busy-waits `ns` nanoseconds first: what a
+/// layer that adds `ns` of CPU time per request costs over HTTP, kernel
+/// effects included. `benches/budget.sh` turns that into the time a layer
+/// may spend for a given ratio to bare.
+pub(crate) fn bare_spinning(ns: u64) -> Router {
+    let spin = move || {
+        let start = std::time::Instant::now();
+        let ns = std::time::Duration::from_nanos(ns);
+        // Bounded by the clock; `black_box` keeps the loop.
+        while std::hint::black_box(start.elapsed()) < ns {}
+    };
+    let route = move |body: &'static str| {
+        get(move || async move {
+            spin();
+            body
+        })
+    };
+    Router::new()
+        .route("/signin", route("signed in"))
+        .route("/plain", route("plain"))
+        .route("/read", route("alice"))
+        .route("/write", route("1"))
+        .route("/create", route("created"))
+}
+
 pub(crate) fn ours(store: session_layer::MemoryStore) -> Router {
     use session_layer::{Key, Session, SessionError, SessionLayer};
 
