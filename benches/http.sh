@@ -70,7 +70,7 @@ start_server() { # mode [more bench_server arguments]
 # The session cookie `name=value` from /signin; bare gets a value of the
 # same length, so every app parses the same request.
 session_cookie() { # mode
-  if [[ "$1" == bare ]]; then
+  if [[ "$1" == bare || "$1" == handle-only ]]; then
     printf 'id=%s' "$(printf 'A%.0s' $(seq 1 64))"
   else
     curl -sf -D - -o /dev/null "http://127.0.0.1:$PORT/signin" \
@@ -175,17 +175,19 @@ if [[ -n "$BUDGET" ]]; then
   emit ""
   emit "What a layer that adds N ns of CPU time per request costs over HTTP on"
   emit "this machine, kernel effects included: the time a layer may take for a"
-  emit "given ratio to bare."
+  emit "given ratio to bare. \`handle-only\` is a layer that only hands each"
+  emit "request a lockable handle through the extensions, which its handler"
+  emit "extracts: the least any session middleware costs in axum."
   emit ""
   emit "| round | spin ns | req/s | ratio to spin 0 |"
   emit "|---|---|---|---|"
-  spins=(0 $BUDGET)
+  spins=(0 $BUDGET handle-only)
   declare -A BRATIOS=() BRPS=()
   for round in $(seq 1 "$BUDGET_ROUNDS"); do
     declare -A R=()
     for i in $(seq 0 $((${#spins[@]} - 1))); do
       spin=${spins[$(((i + round - 1) % ${#spins[@]}))]}
-      start_server bare --spin-ns "$spin"
+      if [[ $spin == handle-only ]]; then start_server handle-only; else start_server bare --spin-ns "$spin"; fi
       read -r rps _ < <(run_wrk bare read)
       stop_server
       R[$spin]=$rps

@@ -48,12 +48,18 @@ const SCENARIOS: &[Scenario] = &[
         extra_cookies: 0,
         modes: &Mode::ALL,
     },
+    // With `handle-only`: what handing any value to the handler costs.
     Scenario {
         name: "read",
         path: "/read",
         cookie: true,
         extra_cookies: 0,
-        modes: &Mode::ALL,
+        modes: &[
+            Mode::Bare,
+            Mode::HandleOnly,
+            Mode::Ours,
+            Mode::TowerSessions,
+        ],
     },
     Scenario {
         name: "read_among_20_cookies",
@@ -114,7 +120,7 @@ fn layer(c: &mut Criterion) {
         for &mode in scenario.modes {
             // A fresh app per mode and scenario: `create` grows its store.
             let (app, _) = rt.block_on(async { apps::app(mode) });
-            let session = if scenario.cookie && mode != Mode::Bare {
+            let session = if scenario.cookie && mode.keeps_sessions() {
                 Some(rt.block_on(sign_in(&app)))
             } else if scenario.cookie {
                 Some("id=not-a-session".to_owned())

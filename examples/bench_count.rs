@@ -28,7 +28,7 @@ fn main() {
         }),
         args.get(2).and_then(|n| n.parse::<u32>().ok()),
     ) else {
-        eprintln!("usage: bench_count bare|ours|tower-sessions plain|cookie_untouched|read|write|create N");
+        eprintln!("usage: bench_count bare|ours|tower-sessions|handle-only plain|cookie_untouched|read|write|create N");
         std::process::exit(2)
     };
     let with_cookie = args[1] != "plain" && args[1] != "create";
@@ -47,7 +47,7 @@ fn main() {
         };
         let cookie = if !with_cookie {
             None
-        } else if mode == apps::Mode::Bare {
+        } else if !mode.keeps_sessions() {
             Some("id=not-a-session".to_owned())
         } else {
             let res = app.clone().oneshot(request("/signin", None)).await.unwrap();

@@ -41,7 +41,7 @@ fn main() {
         }
     }
     let mode = mode.expect("--mode ours|tower-sessions");
-    assert!(mode != apps::Mode::Bare, "bare keeps no sessions");
+    assert!(mode.keeps_sessions(), "{} keeps no sessions", mode.name());
     let sessions = sessions.clamp(1, 10_000_000);
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -27,6 +27,10 @@ pub(crate) enum Mode {
     Ours,
     /// `tower_sessions::SessionManagerLayer` on its `MemoryStore`.
     TowerSessions,
+    /// No sessions, only what handing any per-request value to an axum
+    /// handler costs: see [`handle_only`]. Not in `ALL`; `benches/http.sh`
+    /// and `benches/layer.rs` measure it where the floors need it.
+    HandleOnly,
 }
 
 impl Mode {
@@ -37,6 +41,7 @@ impl Mode {
             "bare" => Some(Self::Bare),
             "ours" => Some(Self::Ours),
             "tower-sessions" => Some(Self::TowerSessions),
+            "handle-only" => Some(Self::HandleOnly),
             _ => None,
         }
     }
@@ -46,7 +51,15 @@ impl Mode {
             Self::Bare => "bare",
             Self::Ours => "ours",
             Self::TowerSessions => "tower-sessions",
+            Self::HandleOnly => "handle-only",
         }
+    }
+
+    /// The app keeps sessions: a client signs in for a cookie. The others
+    /// get a cookie header of the same length, so every app parses the
+    /// same request.
+    pub(crate) fn keeps_sessions(self) -> bool {
+        matches!(self, Self::Ours | Self::TowerSessions)
     }
 }
 
@@ -59,6 +72,7 @@ impl Mode {
 pub(crate) fn app(mode: Mode) -> (Router, Option<session_layer::MemoryStore>) {
     let (router, store) = match mode {
         Mode::Bare => (bare(), None),
+        Mode::HandleOnly => (handle_only(), None),
         Mode::Ours => {
             let store = session_layer::MemoryStore::new();
             (ours(store.clone()), Some(store))
@@ -78,6 +92,62 @@ pub(crate) fn bare() -> Router {
         .route("/read", get(|| async { "alice" }))
         .route("/write", get(|| async { "1" }))
         .route("/create", get(|| async { "created" }))
+}
+
+/// The least any session middleware costs in axum, with no session in it:
+/// a layer that puts a lockable handle into each request's extensions (an
+/// `Arc` allocation and an extension insert) and handlers that extract it;
+/// `/read` locks it and returns an owned `String`, as the session apps'
+/// handlers do. No cookie is read, no id, no store: what is left of a
+/// session layer when its own work costs nothing.
+pub(crate) fn handle_only() -> Router {
+    use axum::Extension;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone)]
+    struct Handle(Arc<Mutex<&'static str>>);
+
+    #[derive(Clone)]
+    struct WithHandle<S>(S);
+
+    impl<S, B> tower::Service<axum::http::Request<B>> for WithHandle<S>
+    where
+        S: tower::Service<axum::http::Request<B>>,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+            req.extensions_mut()
+                .insert(Handle(Arc::new(Mutex::new("alice"))));
+            self.0.call(req)
+        }
+    }
+
+    async fn read(Extension(handle): Extension<Handle>) -> String {
+        let user = *handle.0.lock().unwrap_or_else(|e| e.into_inner());
+        user.to_owned()
+    }
+    async fn write(Extension(handle): Extension<Handle>) -> &'static str {
+        *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = "bob";
+        "1"
+    }
+
+    Router::new()
+        .route("/signin", get(write))
+        .route("/plain", get(|| async { "plain" }))
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .route("/create", get(write))
+        .layer(tower::layer::layer_fn(WithHandle))
 }
 
 /// Bare axum whose every handler busy-waits `ns` nanoseconds first: what a
