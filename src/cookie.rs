@@ -395,14 +395,7 @@ mod tests {
 
     #[test]
     fn set_cookie_dates_around_leap_days_and_year_ends() {
-        let config = CookieConfig {
-            name: "id".into(),
-            path: "/".into(),
-            domain: None,
-            secure: true,
-            http_only: true,
-            same_site: SameSite::Lax,
-        };
+        let config = CookieConfig::default();
         // 2000-02-28 23:59:59, 2024-02-29 12:00:00, 2026-12-31 23:59:59.
         for now in [951_782_399, 1_709_208_000, 1_798_761_599] {
             let now = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
@@ -443,6 +436,21 @@ pub(crate) struct CookieConfig {
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
+}
+
+/// The defaults (S12): `id`, `Path=/`, host-only, `Secure`, `HttpOnly`,
+/// `SameSite=Lax`.
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "id".into(),
+            path: "/".into(),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+        }
+    }
 }
 
 impl CookieConfig {
