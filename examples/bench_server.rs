@@ -1,4 +1,4 @@
-//! One of the three benchmark apps (see `benches/support/apps.rs`) on
+//! One of the benchmark apps (see `benches/support/apps.rs`) on
 //! 127.0.0.1, on one tokio thread, for `benches/http.sh`.
 //!
 //! ```text
@@ -6,10 +6,11 @@
 //! curl -i http://127.0.0.1:3100/signin     # a session cookie
 //! ```
 //!
-//! `--mode bare|ours|tower-sessions`; `--scenario read|write|create` only
-//! checks the name: every route is served, the load generator picks one.
+//! `--mode bare|ours|tower-sessions|handle-only`; `--scenario
+//! read|write|create` only checks the name: every route is served, the
+//! load generator picks one.
 //! `--spin-ns N` (bare only) makes every handler busy-wait N ns: the
-//! calibration `benches/budget.sh` runs.
+//! calibration in `benches/http.sh` runs.
 
 use std::net::SocketAddr;
 
@@ -58,7 +59,7 @@ fn main() {
 fn usage(what: &str) -> ! {
     eprintln!(
         "bench_server: bad argument {what:?}\n\
-         usage: bench_server --mode bare|ours|tower-sessions [--port N] [--scenario read|write|create] [--spin-ns N]"
+         usage: bench_server --mode bare|ours|tower-sessions|handle-only [--port N] [--scenario read|write|create] [--spin-ns N]"
     );
     std::process::exit(2)
 }

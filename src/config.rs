@@ -208,9 +208,14 @@ impl SessionLayerBuilder {
     }
 
     /// The cookie's `Domain`, which shares it with subdomains; host-only when
-    /// unset.
+    /// unset. A leading dot is dropped, as browsers drop it (RFC 6265,
+    /// 5.2.3): `.example.com` is `example.com`.
     pub fn domain(mut self, domain: impl Into<String>) -> Self {
-        self.cookie.domain = Some(domain.into());
+        let domain = domain.into();
+        self.cookie.domain = Some(match domain.strip_prefix('.') {
+            Some(rest) => rest.to_owned(),
+            None => domain,
+        });
         self
     }
 
@@ -391,6 +396,10 @@ mod tests {
         assert_eq!(e(builder().cookie_name("")), ConfigError::InvalidCookieName);
         assert_eq!(e(builder().path("relative")), ConfigError::InvalidPath);
         assert_eq!(e(builder().domain("a;b")), ConfigError::InvalidDomain);
+        assert_eq!(e(builder().domain(".")), ConfigError::InvalidDomain);
+        // A leading dot is dropped, as browsers and the `cookie` crate do.
+        let layer = builder().domain(".example.com").build().unwrap();
+        assert_eq!(layer.shared().cookie.domain.as_deref(), Some("example.com"));
         assert_eq!(
             e(builder().refresh_after(1.5)),
             ConfigError::InvalidDuration

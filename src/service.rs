@@ -25,11 +25,12 @@ use crate::store::cookie::{max_data, seal, unseal, CookieStore};
 use crate::store::{Changes, Data, Record, SessionStore};
 use crate::values::LoadedRecord;
 
-/// At most this many verified ids of one request are looked up (S20). A
-/// browser sends one or two; every one costs a store call, so an attacker's
-/// request cannot turn into many. Dead-but-signed cookies tossed from a
-/// sibling subdomain could push a live one past the cap: a `__Host-` cookie
-/// name stops tossing altogether.
+/// At most this many distinct verified ids of one request are looked up
+/// (S20). A browser sends one or two; every one costs a store call, so an
+/// attacker's request cannot turn into many. Copies of one id count once.
+/// Distinct dead-but-signed cookies tossed from a sibling subdomain could
+/// push a live one past the cap: a `__Host-` cookie name stops tossing
+/// altogether.
 const MAX_CANDIDATES: usize = 8;
 /// At most this many values of our name are verified per request: more
 /// than a browser keeps for one site (about 180 cookies), few enough that a
@@ -278,12 +279,19 @@ macro_rules! store_path {
                         Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
                             .map(|(id, record, key)| (id, Some(record), key > 0)),
                     });
-                for (slot, (id, sealed, resign)) in opened.take(MAX_CANDIDATES).enumerate() {
+                // Only distinct ids count toward the cap: copies of one dead
+                // id cost no store call, and must not push a live one out.
+                let mut looked_up = 0;
+                for (id, sealed, resign) in opened {
+                    if looked_up == MAX_CANDIDATES {
+                        break;
+                    }
                     let hash = id.hash();
                     if tried.contains(&Some(hash)) {
                         continue;
                     }
-                    tried[slot] = Some(hash);
+                    tried[looked_up] = Some(hash);
+                    looked_up += 1;
                     let record = match (&self.backend, sealed) {
                         (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
                             Some(revoked) if wait_io!($mode, self, revoked.load(&hash))?.is_some() => continue,

@@ -508,6 +508,32 @@ async fn s20_a_live_cookie_behind_four_dead_signed_ones_still_wins() {
 }
 
 #[tokio::test]
+async fn s20_copies_of_one_dead_cookie_do_not_push_a_live_one_past_the_cap() {
+    // Eight distinct dead ids use up the eight lookups; twenty copies of
+    // one dead id are one lookup, and the live cookie behind them wins.
+    let h = Harness::new();
+    let mut dead = Vec::new();
+    for _ in 0..8 {
+        let pair = h.new_session().await;
+        h.post("/logout", &[&pair]).await;
+        dead.push(pair);
+    }
+    let live = h.new_session().await;
+    let mut copies: Vec<&str> = vec![dead[0].as_str(); 20];
+    copies.push(&live);
+    let loads = h.store.calls(Op::Load);
+    assert_eq!(h.get("/get/user", &copies).await.body, "alice");
+    assert_eq!(
+        h.store.calls(Op::Load),
+        loads + 2,
+        "one lookup per distinct id"
+    );
+    let mut distinct: Vec<&str> = dead.iter().map(String::as_str).collect();
+    distinct.push(&live);
+    assert_eq!(h.get("/get/user", &distinct).await.body, "none");
+}
+
+#[tokio::test]
 async fn s7_s20_a_header_stuffed_with_fake_ids_is_only_examined_up_to_a_cap() {
     // The layer verifies at most 256 values of our name per request (more
     // than a browser keeps for one site), so a header stuffed with forged

@@ -152,8 +152,8 @@ pub(crate) fn handle_only() -> Router {
 
 /// Bare axum whose every handler busy-waits `ns` nanoseconds first: what a
 /// layer that adds `ns` of CPU time per request costs over HTTP, kernel
-/// effects included. `benches/budget.sh` turns that into the time a layer
-/// may spend for a given ratio to bare.
+/// effects included. The calibration in `benches/http.sh` turns that into
+/// the time a layer may spend for a given ratio to bare.
 pub(crate) fn bare_spinning(ns: u64) -> Router {
     let spin = move || {
         let start = std::time::Instant::now();
