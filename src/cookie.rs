@@ -211,8 +211,13 @@ pub(crate) fn cookie_values<'a>(
             // instead of searching each for its `=`. Names are tokens (no
             // `=`, no whitespace), so this is `trim(key) == name`.
             let rest = pair.trim_ascii_start().strip_prefix(name.as_bytes())?;
-            let value = rest.trim_ascii_start().strip_prefix(b"=")?;
-            Some(value.trim_ascii())
+            let value = rest.trim_ascii_start().strip_prefix(b"=")?.trim_ascii();
+            // RFC 6265 allows the value in double quotes; they are not part
+            // of it.
+            Some(match value {
+                [b'"', inner @ .., b'"'] => inner,
+                _ => value,
+            })
         })
 }
 
@@ -339,6 +344,24 @@ mod tests {
             let verified: Vec<_> = cookie_values(&headers, "id").filter_map(|v| codec.verify(v)).collect();
             prop_assert_eq!(verified.len(), 1);
         }
+    }
+
+    #[test]
+    fn a_value_in_double_quotes_is_the_value_without_them() {
+        let codec = codec("id");
+        let signed = codec.sign(&SessionId::generate());
+        let mut headers = HeaderMap::new();
+        let quoted = format!("a=1; id=\"{signed}\"; b=\"\"");
+        headers.insert(COOKIE, HeaderValue::from_str(&quoted).unwrap());
+        let values: Vec<_> = cookie_values(&headers, "id").collect();
+        assert_eq!(values, [signed.as_bytes()]);
+        assert!(codec.verify(values[0]).is_some());
+        // A lone quote is not a pair of them: the value stays as sent.
+        headers.insert(COOKIE, HeaderValue::from_static("id=\"abc"));
+        assert_eq!(
+            cookie_values(&headers, "id").collect::<Vec<_>>(),
+            [&b"\"abc"[..]]
+        );
     }
 
     #[test]
