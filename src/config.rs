@@ -397,6 +397,10 @@ mod tests {
         assert_eq!(e(builder().path("relative")), ConfigError::InvalidPath);
         assert_eq!(e(builder().domain("a;b")), ConfigError::InvalidDomain);
         assert_eq!(e(builder().domain(".")), ConfigError::InvalidDomain);
+        assert_eq!(
+            e(builder().domain("..example.com")),
+            ConfigError::InvalidDomain
+        );
         // A leading dot is dropped, as browsers and the `cookie` crate do.
         let layer = builder().domain(".example.com").build().unwrap();
         assert_eq!(layer.shared().cookie.domain.as_deref(), Some("example.com"));

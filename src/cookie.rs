@@ -489,7 +489,8 @@ impl CookieConfig {
             return Err(ConfigError::InvalidPath);
         }
         if let Some(domain) = &self.domain {
-            if domain.is_empty() || !attribute_safe(domain) {
+            // The builder drops one leading dot; a second is no domain.
+            if domain.is_empty() || domain.starts_with('.') || !attribute_safe(domain) {
                 return Err(ConfigError::InvalidDomain);
             }
         }

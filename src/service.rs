@@ -116,34 +116,9 @@ where
     // every request boxes and moves stays small (see BENCHMARKS.md).
     let outgoing = match shared.plan(&state, res.status(), now) {
         Plan::Nothing => Ok(None),
-        plan => commit_to_the_end(shared.clone(), plan, state, now).await,
+        plan => Box::pin(shared.commit(plan, state, now)).await,
     };
     Ok(shared.finish(res, outgoing, accessed, now))
-}
-
-/// Runs a commit as its own task, and waits for it. hyper drops a request's
-/// future when its client hangs up; a commit dropped halfway would leave a
-/// sign-out undone (the record still there) or a cycle with both ids alive.
-/// As a task it finishes whatever happens to the request; the response
-/// still waits for it (S26). Outside a tokio runtime it runs in place.
-async fn commit_to_the_end(
-    shared: Arc<Shared>,
-    plan: Plan,
-    state: State,
-    now: OffsetDateTime,
-) -> Result<Option<Outgoing>, CommitError> {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return Box::pin(shared.commit(plan, state, now)).await;
-    };
-    // In the request's tracing span, so the commit's logs stay with it.
-    let commit = async move { shared.commit(plan, state, now).await };
-    let task = runtime.spawn(tracing::Instrument::in_current_span(commit));
-    match task.await {
-        Ok(outgoing) => outgoing,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        // Only a runtime shutting down cancels the task.
-        Err(error) => Err(CommitError::Store(StoreError::backend(error))),
-    }
 }
 
 /// An inline backend's store call did not complete at once: a store
