@@ -67,6 +67,12 @@ impl Clock for ManualClock {
     }
 }
 
+/// Whether `C` is the [`SystemClock`]: a layer and a memory store that
+/// both are may share one reading of it per request.
+pub(crate) fn is_system_clock<C: Clock>() -> bool {
+    std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>()
+}
+
 /// Now, truncated to the whole second: records keep whole seconds so that
 /// every store gives back exactly what it was given.
 pub(crate) fn now_seconds(clock: &dyn Clock) -> OffsetDateTime {

@@ -286,7 +286,7 @@ impl SessionLayerBuilder {
 
     /// The clock that expiry is computed with.
     pub fn clock<C: Clock>(mut self, clock: C) -> Self {
-        self.system_clock = std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>();
+        self.system_clock = crate::clock::is_system_clock::<C>();
         self.clock = Arc::new(clock);
         self
     }

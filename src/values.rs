@@ -220,6 +220,16 @@ impl Values {
 
     /// The keys, sorted.
     pub(crate) fn keys(&self) -> Vec<String> {
+        self.key_set().into_iter().map(str::to_owned).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.key_set().len()
+    }
+
+    /// The keys that hold a value: the base's (unless cleared) with the
+    /// request's changes applied; borrowed, so counting copies no key.
+    fn key_set(&self) -> BTreeSet<&str> {
         let mut keys = BTreeSet::new();
         if !self.cleared {
             match &self.base {
@@ -236,11 +246,7 @@ impl Values {
                 None => keys.remove(key.as_str()),
             };
         }
-        keys.into_iter().map(str::to_owned).collect()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.keys().len()
+        keys
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -93,7 +93,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-                system_clock: std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>(),
+                system_clock: crate::clock::is_system_clock::<C>(),
                 clock: Arc::new(clock),
             }),
         }
@@ -211,6 +211,11 @@ fn merge(stored: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
     Ok(Arc::from(out.as_str()))
 }
 
+/// A stored time (unix seconds) as the record's; out of range is corrupt.
+fn unix_time(t: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(t).map_err(StoreError::decode)
+}
+
 impl Entry {
     fn encode(record: &Record) -> Result<Self, StoreError> {
         Ok(Self {
@@ -223,12 +228,11 @@ impl Entry {
     }
 
     fn decode(&self) -> Result<Record, StoreError> {
-        let time = |t| OffsetDateTime::from_unix_timestamp(t).map_err(StoreError::decode);
         Ok(Record {
             data: serde_json::from_str(&self.data).map_err(StoreError::decode)?,
-            created_at: time(self.created_at)?,
-            last_active: time(self.last_active)?,
-            expires_at: time(self.expires_at)?,
+            created_at: unix_time(self.created_at)?,
+            last_active: unix_time(self.last_active)?,
+            expires_at: unix_time(self.expires_at)?,
             expiry: self.expiry.as_deref().copied(),
         })
     }
@@ -279,12 +283,11 @@ impl MemoryStore {
                 expiry,
             )
         };
-        let time = |t| OffsetDateTime::from_unix_timestamp(t).map_err(StoreError::decode);
         Ok(Some(LoadedRecord {
             values: Values::from_json(text)?,
-            created_at: time(created_at)?,
-            last_active: time(last_active)?,
-            expires_at: time(expires_at)?,
+            created_at: unix_time(created_at)?,
+            last_active: unix_time(last_active)?,
+            expires_at: unix_time(expires_at)?,
             expiry,
         }))
     }
@@ -463,15 +466,21 @@ mod tests {
         assert!(store.is_empty());
     }
 
-    #[tokio::test]
-    async fn s35_a_corrupt_entry_loads_as_a_decode_error_on_the_layers_path_too() {
-        use crate::store::conformance::RawAccess;
+    /// A store holding one live session (`n = 1`), its id and the time.
+    fn one_session() -> (MemoryStore, IdHash, OffsetDateTime) {
         let store = MemoryStore::new();
         let id = SessionId::generate().hash();
         let now = OffsetDateTime::now_utc();
         assert!(store
             .create_at(&id, &record(now, Duration::hours(1)), store.now())
             .unwrap());
+        (store, id, now)
+    }
+
+    #[tokio::test]
+    async fn s35_a_corrupt_entry_loads_as_a_decode_error_on_the_layers_path_too() {
+        use crate::store::conformance::RawAccess;
+        let (store, id, _) = one_session();
         let loaded = store.load_values_at(&id, store.now()).unwrap().unwrap();
         assert_eq!(loaded.values.get::<u32>("n").unwrap().unwrap(), 1);
         store.corrupt(&id).await.unwrap();
@@ -481,12 +490,7 @@ mod tests {
 
     #[test]
     fn a_key_set_twice_in_one_save_keeps_the_later_value_once() {
-        let store = MemoryStore::new();
-        let id = SessionId::generate().hash();
-        let now = OffsetDateTime::now_utc();
-        assert!(store
-            .create_at(&id, &record(now, Duration::hours(1)), store.now())
-            .unwrap());
+        let (store, id, now) = one_session();
         let changes = Changes {
             cleared: false,
             set: vec![("k".into(), "first".into()), ("k".into(), "second".into())],
