@@ -59,6 +59,7 @@ mod extract;
 mod future;
 mod id;
 mod layer;
+mod packed;
 mod service;
 mod session;
 pub mod store;

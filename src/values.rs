@@ -1,26 +1,23 @@
 //! [`Values`]: a request's session data, as loaded plus the request's changes.
 //!
-//! The memory store keeps each session's data as one JSON object. Decoding
-//! all of it into a map on every request (a node, a key string and a value
-//! per member) cost more than everything else the layer does for a read, so
-//! the loaded JSON is only indexed: the handler's `get` deserializes one
-//! member from its text, and what the request sets or removes is kept apart
-//! from it, which is exactly what `save` needs (S34).
+//! The memory store keeps each session's data packed (see `packed`).
+//! Decoding all of it into a map on every request (a node, a key string and
+//! a value per member) cost more than everything else the layer does for a
+//! read, so the loaded text is kept as it is: the handler's `get` finds one
+//! member and deserializes its value, and what the request sets or removes
+//! is kept apart from it, which is exactly what `save` needs (S34).
 
 use std::collections::BTreeSet;
-use std::ops::Range;
 use std::sync::Arc;
 
-use std::borrow::Cow;
-
-use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::expiry::Expiry;
+use crate::packed;
 use crate::store::{Data, Record};
 
 /// A record as the layer loaded it: [`Record`] with its data as [`Values`].
@@ -63,26 +60,8 @@ enum Base {
     Empty,
     /// Decoded by the store (every store but the memory store).
     Map(Data),
-    /// A JSON object and where its members are (the memory store's entry).
-    Json {
-        text: Arc<str>,
-        members: Vec<Member>,
-    },
-}
-
-/// One member of a [`Base::Json`] object.
-#[derive(Debug)]
-struct Member {
-    key: MemberKey,
-    value: Range<usize>,
-}
-
-#[derive(Debug)]
-enum MemberKey {
-    /// The key as it is in the text (no escapes).
-    At(Range<usize>),
-    /// A key that had escapes, unescaped.
-    Owned(Box<str>),
+    /// Packed text, checked (the memory store's entry, shared with it).
+    Packed(Arc<str>),
 }
 
 /// How to take back one [`Values::set`]: the change it replaced, if any.
@@ -103,28 +82,13 @@ impl Values {
         }
     }
 
-    /// Indexes a JSON object; an error (kind `Decode`) if it is not one, so
-    /// a corrupt record is no session (S35).
-    pub(crate) fn from_json(text: Arc<str>) -> Result<Self, StoreError> {
-        let start = text.as_ptr() as usize;
-        // Offsets into `text`, which the borrowed members point into.
-        let at = |s: &str| {
-            let from = s.as_ptr() as usize - start;
-            from..from + s.len()
-        };
-        let mut members = Vec::new();
-        for_each_member(&text, |key, value| {
-            members.push(Member {
-                key: match key {
-                    Cow::Borrowed(key) => MemberKey::At(at(key)),
-                    Cow::Owned(key) => MemberKey::Owned(key.into()),
-                },
-                value: at(value.get()),
-            })
-        })
-        .map_err(StoreError::decode)?;
+    /// Packed data; an error (kind `Decode`) if the text is not in that
+    /// form, so a damaged record is no session (S35). The values are
+    /// checked as JSON when a handler reads them.
+    pub(crate) fn from_packed(text: Arc<str>) -> Result<Self, StoreError> {
+        packed::check(&text).map_err(StoreError::decode)?;
         Ok(Self {
-            base: Base::Json { text, members },
+            base: Base::Packed(text),
             ..Self::default()
         })
     }
@@ -139,10 +103,9 @@ impl Values {
         match &self.base {
             Base::Empty => None,
             Base::Map(map) => map.get(key).map(Found::Value),
-            Base::Json { text, members } => members
-                .iter()
-                .find(|m| member_key(text, &m.key) == key)
-                .map(|m| Found::Json(&text[m.value.clone()])),
+            Base::Packed(text) => packed::checked(text)
+                .find(|m| m.key == key)
+                .map(|m| Found::Json(m.value)),
         }
     }
 
@@ -156,7 +119,7 @@ impl Values {
     pub(crate) fn get_value(&self, key: &str) -> Option<Value> {
         match self.find(key)? {
             Found::Value(value) => Some(value.clone()),
-            // Indexed at load, so it parses.
+            // Written by serde_json, so it parses.
             Found::Json(json) => serde_json::from_str(json).ok(),
         }
     }
@@ -235,9 +198,7 @@ impl Values {
             match &self.base {
                 Base::Empty => {}
                 Base::Map(map) => keys.extend(map.keys().map(String::as_str)),
-                Base::Json { text, members } => {
-                    keys.extend(members.iter().map(|m| member_key(text, &m.key)))
-                }
+                Base::Packed(text) => keys.extend(packed::checked(text).map(|m| m.key)),
             }
         }
         for (key, change) in &self.changes {
@@ -259,9 +220,7 @@ impl Values {
             || match &self.base {
                 Base::Empty => true,
                 Base::Map(map) => map.keys().all(|k| removed(k)),
-                Base::Json { text, members } => {
-                    members.iter().all(|m| removed(member_key(text, &m.key)))
-                }
+                Base::Packed(text) => packed::checked(text).all(|m| removed(m.key)),
             }
     }
 
@@ -269,7 +228,7 @@ impl Values {
     pub(crate) fn to_data(&self) -> Data {
         let mut data = match (&self.base, self.cleared) {
             (Base::Map(map), false) => map.clone(),
-            (Base::Json { text, .. }, false) => serde_json::from_str(text).unwrap_or_default(),
+            (Base::Packed(text), false) => packed::decode(text).unwrap_or_default(),
             _ => Data::new(),
         };
         for (key, change) in &self.changes {
@@ -285,7 +244,7 @@ impl Values {
     pub(crate) fn into_data(self) -> Data {
         let mut data = match (self.base, self.cleared) {
             (Base::Map(map), false) => map,
-            (Base::Json { text, .. }, false) => serde_json::from_str(&text).unwrap_or_default(),
+            (Base::Packed(text), false) => packed::decode(&text).unwrap_or_default(),
             _ => Data::new(),
         };
         for (key, change) in self.changes {
@@ -312,65 +271,6 @@ impl Values {
     }
 }
 
-/// Calls `each` with every member of the JSON object `text`, its value
-/// left as JSON text (checked, not decoded); an error if `text` is not one
-/// JSON object.
-pub(crate) fn for_each_member<'a>(
-    text: &'a str,
-    each: impl FnMut(Cow<'a, str>, &'a RawValue),
-) -> serde_json::Result<()> {
-    struct Members<F>(F);
-    impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> Visitor<'de> for Members<F> {
-        type Value = ();
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-            while let Some((key, value)) = map.next_entry::<CowStr<'de>, &'de RawValue>()? {
-                (self.0)(key.0, value);
-            }
-            Ok(())
-        }
-    }
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    deserializer.deserialize_map(Members(each))?;
-    deserializer.end()
-}
-
-/// A key, borrowed from the input unless it has escapes.
-struct CowStr<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Key;
-        impl<'de> Visitor<'de> for Key {
-            type Value = CowStr<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(Key)
-    }
-}
-
-fn member_key<'a>(text: &'a str, key: &'a MemberKey) -> &'a str {
-    match key {
-        MemberKey::At(range) => &text[range.clone()],
-        MemberKey::Owned(key) => key,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,12 +280,12 @@ mod tests {
         let Value::Object(map) = json else { panic!() };
         [
             Values::from_map(map.clone()),
-            Values::from_json(serde_json::to_string(&map).unwrap().into()).unwrap(),
+            Values::from_packed(packed::encode(&map)).unwrap(),
         ]
     }
 
     #[test]
-    fn json_and_map_bases_read_alike() {
+    fn packed_and_map_bases_read_alike() {
         for values in
             both(json!({"n": 1, "user": "al\"ice", "esc\"aped": [1, {"x": null}], "é": 2.5}))
         {
@@ -466,9 +366,11 @@ mod tests {
     }
 
     #[test]
-    fn s35_text_that_is_not_a_json_object_is_refused() {
-        for bad in ["{\"unterminated", "[1]", "", "{\"a\":1}x", "{\"a\":}"] {
-            assert!(Values::from_json(bad.into()).is_err(), "{bad}");
+    fn s35_text_that_is_not_packed_data_is_refused() {
+        for bad in ["{\"unterminated", "[1]", "1:a1:1x", "1:a"] {
+            let error = Values::from_packed(bad.into()).unwrap_err();
+            assert_eq!(error.kind(), crate::StoreErrorKind::Decode, "{bad}");
         }
+        assert!(Values::from_packed("".into()).unwrap().is_empty());
     }
 }

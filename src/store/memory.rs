@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::values::{for_each_member, LoadedRecord, Values};
+use crate::packed::{self, Writer};
+use crate::values::{LoadedRecord, Values};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{Changes, Data, Record, SessionStore};
+use super::{Changes, Record, SessionStore};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::expiry::Expiry;
@@ -70,7 +71,8 @@ struct Shard {
     next_sweep: i64,
 }
 
-/// One session, compact: times as unix seconds, data as its JSON bytes.
+/// One session, compact: times as unix seconds, data packed (see
+/// `packed`).
 #[derive(Debug)]
 struct Entry {
     created_at: i64,
@@ -159,56 +161,30 @@ impl Shard {
     }
 }
 
-/// The JSON bytes of `data` in an allocation of exactly their size. The
-/// serializer's buffer, shrunk in place, would leave a hole of its unused
-/// capacity beside every entry (see BENCHMARKS.md, memory per session).
-fn encode_data(data: &Data) -> Result<Arc<str>, StoreError> {
-    let json = serde_json::to_string(data).map_err(StoreError::backend)?;
-    Ok(Arc::from(json.as_str()))
-}
-
-/// The stored JSON object with `changes` applied, written straight from
-/// the stored bytes: keys the request did not touch are copied as they are,
+/// The stored data with `changes` applied, written straight from the
+/// stored text: members the request did not touch are copied as they are,
 /// without decoding their values (S34: the record as it is now).
 fn merge(stored: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
-    let mut out = Vec::with_capacity(stored.len() + 64);
-    out.push(b'{');
-    let mut first = true;
-    let mut key = |out: &mut Vec<u8>, key: &str| -> Result<(), StoreError> {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, key).map_err(StoreError::backend)?;
-        out.push(b':');
-        Ok(())
-    };
+    let mut out = Writer::with_capacity(stored.len() + 64);
     if !changes.cleared {
-        let mut failed = Ok(());
-        for_each_member(stored, |name, value| {
-            let name: &str = &name;
-            let touched = changes.set.iter().any(|(k, _)| k == name)
-                || changes.removed.iter().any(|k| k == name);
-            if !touched && failed.is_ok() {
-                failed = key(&mut out, name);
-                out.extend_from_slice(value.get().as_bytes());
+        for member in packed::members(stored) {
+            let member = member.map_err(StoreError::decode)?;
+            let touched = changes.set.iter().any(|(k, _)| k == member.key)
+                || changes.removed.iter().any(|k| k == member.key);
+            if !touched {
+                out.raw(member.whole);
             }
-        })
-        .map_err(StoreError::decode)?;
-        failed?;
+        }
     }
-    for (n, (name, value)) in changes.set.iter().enumerate() {
+    for (n, (key, value)) in changes.set.iter().enumerate() {
         // A key set twice in one `Changes`: the later value wins, as in
-        // `Changes::apply_to`, and the object keeps one member per key.
-        if changes.set[n + 1..].iter().any(|(k, _)| k == name) {
+        // `Changes::apply_to`, and the data keeps one member per key.
+        if changes.set[n + 1..].iter().any(|(k, _)| k == key) {
             continue;
         }
-        key(&mut out, name)?;
-        serde_json::to_writer(&mut out, value).map_err(StoreError::backend)?;
+        out.member(key, value);
     }
-    out.push(b'}');
-    // Keys and values were written by serde_json or copied whole from text.
-    let out = String::from_utf8(out).map_err(StoreError::backend)?;
-    Ok(Arc::from(out.as_str()))
+    Ok(out.finish())
 }
 
 /// A stored time (unix seconds) as the record's; out of range is corrupt.
@@ -223,13 +199,13 @@ impl Entry {
             last_active: record.last_active.unix_timestamp(),
             expires_at: record.expires_at.unix_timestamp(),
             expiry: record.expiry.map(Box::new),
-            data: encode_data(&record.data)?,
+            data: packed::encode(&record.data),
         })
     }
 
     fn decode(&self) -> Result<Record, StoreError> {
         Ok(Record {
-            data: serde_json::from_str(&self.data).map_err(StoreError::decode)?,
+            data: packed::decode(&self.data).map_err(StoreError::decode)?,
             created_at: unix_time(self.created_at)?,
             last_active: unix_time(self.last_active)?,
             expires_at: unix_time(self.expires_at)?,
@@ -262,8 +238,8 @@ impl MemoryStore {
         shard.live(id, now).map(|e| e.decode()).transpose()
     }
 
-    /// [`load_at`](Self::load_at) with the data left as its JSON text,
-    /// for the layer to index instead of decoding it (see `Values`).
+    /// [`load_at`](Self::load_at) with the data left as it is stored, for
+    /// the layer to read in place instead of decoding it (see `Values`).
     pub(crate) fn load_values_at(
         &self,
         id: &IdHash,
@@ -284,7 +260,7 @@ impl MemoryStore {
             )
         };
         Ok(Some(LoadedRecord {
-            values: Values::from_json(text)?,
+            values: Values::from_packed(text)?,
             created_at: unix_time(created_at)?,
             last_active: unix_time(last_active)?,
             expires_at: unix_time(expires_at)?,
@@ -427,6 +403,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::id::SessionId;
+    use crate::store::Data;
     use time::Duration;
 
     fn record(now: OffsetDateTime, ttl: Duration) -> Record {
