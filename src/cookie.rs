@@ -205,7 +205,7 @@ pub(crate) fn cookie_values<'a>(
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .flat_map(|header| pairs(header.as_bytes()))
         .filter_map(move |pair| {
             // Most pairs are other cookies: reject them on their first bytes
             // instead of searching each for its `=`. Names are tokens (no
@@ -219,6 +219,26 @@ pub(crate) fn cookie_values<'a>(
                 _ => value,
             })
         })
+}
+
+/// The `;`-separated pairs of one `Cookie` field: `split`, with the
+/// separator found by `memchr` instead of a byte at a time (a browser's
+/// header is often a kilobyte of other cookies).
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let field = rest?;
+        Some(match memchr::memchr(b';', field) {
+            Some(at) => {
+                rest = Some(&field[at + 1..]);
+                &field[..at]
+            }
+            None => {
+                rest = None;
+                field
+            }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -383,6 +403,15 @@ mod tests {
             c.set_expires(now + age);
         }
         c.to_string()
+    }
+
+    proptest! {
+        /// `pairs` is `split(';')`, on any bytes (`;` made frequent).
+        #[test]
+        fn pairs_split_like_split(header in prop::collection::vec(prop_oneof![Just(b';'), any::<u8>()], 0..64)) {
+            let split: Vec<&[u8]> = header.split(|&b| b == b';').collect();
+            prop_assert_eq!(pairs(&header).collect::<Vec<_>>(), split);
+        }
     }
 
     proptest! {
