@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::expiry::Unix;
+
 /// A source of the current time.
 pub trait Clock: fmt::Debug + Send + Sync + 'static {
     /// Now, in UTC.
@@ -73,9 +75,14 @@ pub(crate) fn is_system_clock<C: Clock>() -> bool {
     std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>()
 }
 
-/// Now, truncated to the whole second: records keep whole seconds so that
-/// every store gives back exactly what it was given.
-pub(crate) fn now_seconds(clock: &dyn Clock) -> OffsetDateTime {
-    let now = clock.now();
-    now.replace_nanosecond(0).unwrap_or(now)
+/// Now, in whole seconds (records keep whole seconds, so that every store
+/// gives back exactly what it was given). `system`: `clock` is the
+/// [`SystemClock`], read here without building an `OffsetDateTime`.
+pub(crate) fn now_seconds(clock: &dyn Clock, system: bool) -> Unix {
+    if system {
+        if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            return i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+        }
+    }
+    clock.now().unix_timestamp()
 }

@@ -17,6 +17,7 @@ use http::HeaderMap;
 use sha2::Sha256;
 
 use crate::error::ConfigError;
+use crate::expiry::{to_datetime, Unix};
 use crate::id::{SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
 
 /// A secret key for signing ids and encrypting cookie sessions.
@@ -435,12 +436,12 @@ mod tests {
                 http_only,
                 same_site,
             };
-            let now = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
+            let at = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
             let age = age.map(time::Duration::seconds);
             let value = "AbC-_09";
             prop_assert_eq!(
                 config.set_cookie(value.to_owned(), age, now),
-                set_cookie_by_the_cookie_crate(&config, value, age, now)
+                set_cookie_by_the_cookie_crate(&config, value, age, at)
             );
         }
     }
@@ -450,17 +451,17 @@ mod tests {
         let config = CookieConfig::default();
         // 2000-02-28 23:59:59, 2024-02-29 12:00:00, 2026-12-31 23:59:59.
         for now in [951_782_399, 1_709_208_000, 1_798_761_599] {
-            let now = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
+            let at = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
             for age in [0, 1, 59, 3_600, 86_399, 86_400, 34_560_000] {
                 let age = Some(time::Duration::seconds(age));
                 assert_eq!(
                     config.set_cookie("v".into(), age, now),
-                    set_cookie_by_the_cookie_crate(&config, "v", age, now)
+                    set_cookie_by_the_cookie_crate(&config, "v", age, at)
                 );
             }
         }
         assert_eq!(
-            config.set_cookie("v".into(), Some(time::Duration::seconds(1)), time::OffsetDateTime::UNIX_EPOCH),
+            config.set_cookie("v".into(), Some(time::Duration::seconds(1)), 0),
             "id=v; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=1; Expires=Thu, 01 Jan 1970 00:00:01 GMT"
         );
     }
@@ -567,7 +568,7 @@ impl CookieConfig {
         &self,
         value: String,
         max_age: Option<time::Duration>,
-        now: time::OffsetDateTime,
+        now: Unix,
     ) -> String {
         let mut out = String::with_capacity(self.name.len() + value.len() + 120);
         out.push_str(&self.name);
@@ -594,7 +595,10 @@ impl CookieConfig {
             out.push_str("; Max-Age=");
             push_decimal(&mut out, age.whole_seconds());
             out.push_str("; Expires=");
-            push_http_date(&mut out, (now + age).to_offset(time::UtcOffset::UTC));
+            push_http_date(
+                &mut out,
+                to_datetime(now.saturating_add(age.whole_seconds())),
+            );
         }
         out
     }

@@ -148,6 +148,62 @@ impl Expiry {
     }
 }
 
+/// A time inside the layer: unix seconds. A request's clock reading, the
+/// record's times and the deadlines computed from them are whole seconds
+/// (that is how every store keeps them), and adding and comparing them as
+/// integers costs none of `OffsetDateTime`'s calendar arithmetic.
+pub(crate) type Unix = i64;
+
+/// `OffsetDateTime`'s range in unix seconds (-9999-01-01 and 9999-12-31
+/// 23:59:59 UTC): deadlines saturate here, as `saturating_add` does, so
+/// every one converts back.
+const MIN_UNIX: Unix = -377_705_116_800;
+const MAX_UNIX: Unix = 253_402_300_799;
+
+/// `t` as an `OffsetDateTime`; out-of-range times saturate.
+pub(crate) fn to_datetime(t: Unix) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t.clamp(MIN_UNIX, MAX_UNIX))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `t + d`, in whole seconds, saturating at the ends of the range.
+fn add(t: Unix, d: Duration) -> Unix {
+    t.saturating_add(d.whole_seconds())
+        .clamp(MIN_UNIX, MAX_UNIX)
+}
+
+/// [`Expiry`]'s rules on [`Unix`] times: what the layer runs per request.
+/// The public methods above are the same rules on `OffsetDateTime`s; a
+/// test holds the two together.
+impl Expiry {
+    pub(crate) fn deadline_at(&self, created_at: Unix, last_active: Unix) -> Unix {
+        let idle = self.idle.map(|d| add(last_active, d));
+        let absolute = self.absolute.map(|d| add(created_at, d));
+        match (idle, absolute) {
+            (Some(i), Some(a)) => i.min(a),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => add(last_active, Self::BROWSER_SESSION_IDLE),
+        }
+    }
+
+    pub(crate) fn max_age_at(&self, deadline: Unix, now: Unix) -> Option<Duration> {
+        self.persistent.then(|| {
+            Duration::seconds(
+                deadline
+                    .saturating_sub(now)
+                    .clamp(0, MAX_COOKIE_AGE.whole_seconds()),
+            )
+        })
+    }
+
+    pub(crate) fn refresh_due_at(&self, last_active: Unix, now: Unix, fraction: f64) -> bool {
+        match self.idle {
+            Some(idle) => Duration::seconds(now.saturating_sub(last_active)) >= idle * fraction,
+            None => false,
+        }
+    }
+}
+
 impl Default for Expiry {
     /// A browser session (see [`Expiry::browser_session`]).
     fn default() -> Self {
@@ -176,6 +232,7 @@ mod opt_seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
@@ -237,5 +294,52 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(json, r#"{"i":60,"a":3600,"p":true}"#);
         assert_eq!(serde_json::from_str::<Expiry>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn unix_times_saturate_at_the_ends_of_offset_date_time() {
+        assert_eq!(
+            to_datetime(MAX_UNIX),
+            OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX)
+                .replace_nanosecond(0)
+                .unwrap()
+        );
+        assert_eq!(
+            to_datetime(MIN_UNIX),
+            OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT)
+        );
+        assert_eq!(to_datetime(i64::MAX), to_datetime(MAX_UNIX));
+        assert_eq!(to_datetime(i64::MIN), to_datetime(MIN_UNIX));
+        let forever = Expiry::idle(Duration::MAX);
+        assert_eq!(forever.deadline_at(0, i64::MAX - 5), MAX_UNIX);
+    }
+
+    fn any_expiry() -> impl Strategy<Value = Expiry> {
+        let secs = || prop::option::of(1i64..=800 * 86_400).prop_map(|d| d.map(Duration::seconds));
+        (secs(), secs(), any::<bool>()).prop_map(|(idle, absolute, persistent)| Expiry {
+            idle,
+            absolute,
+            persistent,
+        })
+    }
+
+    proptest! {
+        /// The rules the layer runs on unix seconds are the public ones.
+        #[test]
+        fn unix_rules_are_the_public_rules(
+            e in any_expiry(),
+            created in 0i64..4_102_444_800,
+            later in 0i64..=900 * 86_400,
+            gap in -86_400i64..=900 * 86_400,
+            fraction in prop::sample::select(vec![0.0, 0.25, 0.5, 1.0]),
+        ) {
+            let last = created + later;
+            let now = last + gap;
+            let at = |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap();
+            let deadline = e.deadline_at(created, last);
+            prop_assert_eq!(at(deadline), e.deadline(at(created), at(last)));
+            prop_assert_eq!(e.max_age_at(deadline, now), e.max_age(at(deadline), at(now)));
+            prop_assert_eq!(e.refresh_due_at(last, now, fraction), e.refresh_due(at(last), at(now), fraction));
+        }
     }
 }

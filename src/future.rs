@@ -8,8 +8,8 @@ use std::task::{ready, Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use time::OffsetDateTime;
 
+use crate::expiry::Unix;
 use crate::layer::Shared;
 use crate::session::Session;
 
@@ -35,7 +35,7 @@ pin_project! {
             fut: F,
             session: Option<Session>,
             shared: Arc<Shared>,
-            now: OffsetDateTime,
+            now: Unix,
         },
         // A store that does I/O: load, inner service and commit in one
         // boxed future.
@@ -46,12 +46,7 @@ pin_project! {
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {
-    pub(crate) fn inner(
-        fut: F,
-        session: Session,
-        shared: Arc<Shared>,
-        now: OffsetDateTime,
-    ) -> Self {
+    pub(crate) fn inner(fut: F, session: Session, shared: Arc<Shared>, now: Unix) -> Self {
         Self {
             kind: Kind::Inner {
                 fut,

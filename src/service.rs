@@ -9,14 +9,14 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use tower_service::Service;
 
 use crate::clock::now_seconds;
 use crate::config::Transport;
 use crate::cookie::cookie_values;
 use crate::error::{SessionError, StoreError, StoreErrorKind};
-use crate::expiry::Expiry;
+use crate::expiry::{to_datetime, Expiry, Unix};
 use crate::future::ResponseFuture;
 use crate::id::{IdHash, SessionId};
 use crate::layer::{Backend, Shared};
@@ -76,7 +76,7 @@ where
             let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::boxed(Box::pin(handle(shared.clone(), inner, req)));
         }
-        let now = now_seconds(&*shared.clock);
+        let now = now_seconds(&*shared.clock, shared.system_clock);
         // An inline backend's store never waits (see `Storage`): the load
         // runs here, as plain function calls, and nothing is boxed.
         let loaded = shared.load_in_place(req.headers(), now);
@@ -99,7 +99,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
 {
-    let now = now_seconds(&*shared.clock);
+    let now = now_seconds(&*shared.clock, shared.system_clock);
     let loaded = shared.load(req.headers(), now).await;
     let session = match shared.session(loaded, now) {
         Ok(session) => session,
@@ -154,9 +154,10 @@ impl Timed<'_> {
     async fn touch(
         self,
         id: &IdHash,
-        last_active: OffsetDateTime,
-        expires_at: OffsetDateTime,
+        last_active: Unix,
+        expires_at: Unix,
     ) -> Result<bool, StoreError> {
+        let (last_active, expires_at) = (to_datetime(last_active), to_datetime(expires_at));
         self.0.call(self.1.touch(id, last_active, expires_at)).await
     }
 }
@@ -185,12 +186,7 @@ impl Direct<'_> {
         self.0.delete_now(id)
     }
 
-    fn touch(
-        self,
-        id: &IdHash,
-        last_active: OffsetDateTime,
-        expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    fn touch(self, id: &IdHash, last_active: Unix, expires_at: Unix) -> Result<bool, StoreError> {
         self.0.touch_at(id, last_active, expires_at, self.1)
     }
 }
@@ -219,7 +215,7 @@ impl Direct<'_> {
         match self.0 {}
     }
 
-    fn touch(self, _: &IdHash, _: OffsetDateTime, _: OffsetDateTime) -> Result<bool, StoreError> {
+    fn touch(self, _: &IdHash, _: Unix, _: Unix) -> Result<bool, StoreError> {
         match self.0 {}
     }
 }
@@ -265,7 +261,7 @@ macro_rules! store_path {
             $($asyncness)? fn $load(
                 &self,
                 headers: &HeaderMap,
-                now: OffsetDateTime,
+                now: Unix,
             ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
                 let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
                 let opened = self
@@ -315,7 +311,7 @@ macro_rules! store_path {
                     let expiry = record.expiry.unwrap_or(self.expiry);
                     let expires_at = record
                         .expires_at
-                        .min(expiry.deadline(record.created_at, record.last_active));
+                        .min(expiry.deadline_at(record.created_at, record.last_active));
                     if expires_at <= now {
                         continue;
                     }
@@ -338,7 +334,7 @@ macro_rules! store_path {
                 &self,
                 plan: Plan,
                 state: State,
-                now: OffsetDateTime,
+                now: Unix,
             ) -> Result<Option<Outgoing>, CommitError> {
                 match &self.backend {
                     Backend::Store(store) => {
@@ -353,13 +349,13 @@ macro_rules! store_path {
                 store: $Store,
                 plan: Plan,
                 state: State,
-                now: OffsetDateTime,
+                now: Unix,
             ) -> Result<Option<Outgoing>, CommitError> {
                 let expiry = state.effective_expiry();
                 let loaded = state.loaded.clone();
                 let id_out = |id, deadline| Outgoing::Id {
                     id,
-                    max_age: expiry.max_age(deadline, now),
+                    max_age: expiry.max_age_at(deadline, now),
                 };
                 let old = loaded.as_ref().map(|l| l.hash);
                 match (plan, loaded) {
@@ -374,7 +370,7 @@ macro_rules! store_path {
                             wait!($mode, store.delete(&old))?;
                         }
                         // Values set after `destroy` start over: new id, new times.
-                        let deadline = expiry.deadline(now, now);
+                        let deadline = expiry.deadline_at(now, now);
                         let record = new_record(state.values.into_data(), now, now, deadline, state.expiry);
                         let id = wait!($mode, self.$create(store, record))?;
                         Ok(Some(id_out(id, deadline)))
@@ -386,7 +382,7 @@ macro_rules! store_path {
                         // was loaded, and going on would undo that logout (S27): the
                         // new copy is removed again. Of two concurrent cycles, only
                         // the one whose delete removed the old id keeps its copy.
-                        let deadline = expiry.deadline(loaded.created_at, now);
+                        let deadline = expiry.deadline_at(loaded.created_at, now);
                         // The absolute timeout still counts from the first creation.
                         let record = new_record(
                             state.values.into_data(),
@@ -404,7 +400,7 @@ macro_rules! store_path {
                         Ok(Some(id_out(id, deadline)))
                     }
                     (Plan::Save, Some(loaded)) => {
-                        let deadline = expiry.deadline(loaded.created_at, now);
+                        let deadline = expiry.deadline_at(loaded.created_at, now);
                         let send = expiry.is_persistent() || state.expiry_changed || loaded.resign;
                         if !wait!($mode, store.save(&loaded.hash, &changes(state, now, deadline)))? {
                             // Destroyed or rotated by another request meanwhile: it
@@ -416,7 +412,7 @@ macro_rules! store_path {
                         Ok(send.then(|| id_out(loaded.id, deadline)))
                     }
                     (Plan::Touch, Some(loaded)) => {
-                        let deadline = expiry.deadline(loaded.created_at, now);
+                        let deadline = expiry.deadline_at(loaded.created_at, now);
                         // A read-only request loses nothing if the refresh fails: the
                         // session stays as it was, and a later request refreshes it.
                         let touched = match wait!($mode, store.touch(&loaded.hash, now, deadline)) {
@@ -441,7 +437,7 @@ macro_rules! store_path {
                 cookies: &CookieStore,
                 plan: Plan,
                 state: State,
-                now: OffsetDateTime,
+                now: Unix,
             ) -> Result<Option<Outgoing>, CommitError> {
                 let expiry = state.effective_expiry();
                 let Some(loaded) = state.loaded.clone() else {
@@ -452,7 +448,7 @@ macro_rules! store_path {
                             state.values.into_data(),
                             now,
                             now,
-                            expiry.deadline(now, now),
+                            expiry.deadline_at(now, now),
                             state.expiry,
                         ),
                         now,
@@ -470,7 +466,7 @@ macro_rules! store_path {
                     Plan::Cycle => (SessionId::generate(), loaded.created_at),
                     _ => (loaded.id, loaded.created_at),
                 };
-                let deadline = expiry.deadline(created_at, now);
+                let deadline = expiry.deadline_at(created_at, now);
                 self.seal(
                     id,
                     expiry,
@@ -580,7 +576,7 @@ impl Shared {
     fn timed<'a>(
         &'a self,
         store: &'a dyn SessionStore,
-        _now: Option<OffsetDateTime>,
+        _now: Option<Unix>,
     ) -> Result<Timed<'a>, StoreError> {
         Ok(Timed(self, store))
     }
@@ -592,7 +588,7 @@ impl Shared {
     fn direct<'a>(
         &'a self,
         _store: &'a dyn SessionStore,
-        now: Option<OffsetDateTime>,
+        now: Option<Unix>,
     ) -> Result<Direct<'a>, StoreError> {
         #[cfg(feature = "memory-store")]
         if let Some(memory) = &self.memory {
@@ -606,18 +602,15 @@ impl Shared {
     /// reading when there is one and the layer and the store both run on
     /// the system clock (one clock read fewer), otherwise the store's clock.
     #[cfg(feature = "memory-store")]
-    fn memory_now(&self, memory: &crate::MemoryStore, now: Option<OffsetDateTime>) -> i64 {
-        memory.now_for(
-            now.filter(|_| self.system_clock)
-                .map(|now| now.unix_timestamp()),
-        )
+    fn memory_now(&self, memory: &crate::MemoryStore, now: Option<Unix>) -> Unix {
+        memory.now_for(now.filter(|_| self.system_clock))
     }
 
     /// The [`Session`] of a request, from what [`load`](Self::load) found.
     fn session(
         &self,
         loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
-        now: OffsetDateTime,
+        now: Unix,
     ) -> Result<Session, StoreError> {
         let mut state = State {
             default_expiry: self.expiry,
@@ -642,7 +635,7 @@ impl Shared {
         &self,
         session: &Session,
         res: Response<B>,
-        now: OffsetDateTime,
+        now: Unix,
     ) -> Response<B> {
         let state = session.take_state();
         let accessed = state.accessed;
@@ -660,7 +653,7 @@ impl Shared {
         res: Response<B>,
         outgoing: Result<Option<Outgoing>, CommitError>,
         accessed: bool,
-        now: OffsetDateTime,
+        now: Unix,
     ) -> Response<B> {
         let mut res = match outgoing {
             Ok(outgoing) => {
@@ -706,7 +699,7 @@ impl Shared {
 
     /// What the request's session needs (S23-S28, S32, S9). On 5xx nothing
     /// is saved by default (S28).
-    fn plan(&self, state: &State, status: StatusCode, now: OffsetDateTime) -> Plan {
+    fn plan(&self, state: &State, status: StatusCode, now: Unix) -> Plan {
         if status.is_server_error() && !self.save_on_server_error {
             return Plan::Nothing;
         }
@@ -728,10 +721,11 @@ impl Shared {
             Plan::Cycle
         } else if state.modified() {
             Plan::Save
-        } else if state
-            .effective_expiry()
-            .refresh_due(loaded.last_active, now, self.refresh_after)
-        {
+        } else if state.effective_expiry().refresh_due_at(
+            loaded.last_active,
+            now,
+            self.refresh_after,
+        ) {
             Plan::Touch
         } else if loaded.resign {
             Plan::Resign
@@ -745,9 +739,9 @@ impl Shared {
         id: SessionId,
         expiry: Expiry,
         record: Record,
-        now: OffsetDateTime,
+        now: Unix,
     ) -> Result<Option<Outgoing>, CommitError> {
-        let max_age = expiry.max_age(record.expires_at, now);
+        let max_age = expiry.max_age_at(record.expires_at.unix_timestamp(), now);
         let value = seal(&self.cookie.name, &self.codec.keys()[0], id, record)
             .ok_or_else(|| CommitError::Session(SessionError::too_large()))?;
         Ok(Some(Outgoing::Sealed { value, max_age }))
@@ -755,7 +749,7 @@ impl Shared {
 
     /// Tells the client: one `Set-Cookie` of our name (S17), or the token
     /// header (S40); and forbids caching the response (S37).
-    fn send(&self, headers: &mut HeaderMap, outgoing: Outgoing, now: OffsetDateTime) {
+    fn send(&self, headers: &mut HeaderMap, outgoing: Outgoing, now: Unix) {
         let (header, value) = match &self.transport {
             Transport::Cookie => {
                 self.drop_our_set_cookies(headers);
@@ -863,31 +857,31 @@ impl Shared {
 
 fn new_record(
     data: Data,
-    created_at: OffsetDateTime,
-    now: OffsetDateTime,
-    deadline: OffsetDateTime,
+    created_at: Unix,
+    now: Unix,
+    deadline: Unix,
     expiry: Option<Expiry>,
 ) -> Record {
     Record {
         data,
-        created_at,
-        last_active: now,
-        expires_at: deadline,
+        created_at: to_datetime(created_at),
+        last_active: to_datetime(now),
+        expires_at: to_datetime(deadline),
         expiry,
     }
 }
 
 /// The request's changes as the store applies them: after `clear`, every
 /// value is new; otherwise each changed key is either set or removed.
-fn changes(state: State, now: OffsetDateTime, deadline: OffsetDateTime) -> Changes {
+fn changes(state: State, now: Unix, deadline: Unix) -> Changes {
     let cleared = state.values.cleared();
     let (set, removed) = state.values.into_changes();
     Changes {
         cleared,
         set,
         removed,
-        last_active: now,
-        expires_at: deadline,
+        last_active: to_datetime(now),
+        expires_at: to_datetime(deadline),
         expiry: state.expiry,
     }
 }

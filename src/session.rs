@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::error::SessionError;
-use crate::expiry::Expiry;
+use crate::expiry::{to_datetime, Expiry, Unix};
 use crate::id::{IdHash, SessionId};
 #[cfg(test)]
 use crate::store::Data;
@@ -40,9 +40,9 @@ pub struct Session {
 pub(crate) struct Loaded {
     pub(crate) id: SessionId,
     pub(crate) hash: IdHash,
-    pub(crate) created_at: OffsetDateTime,
-    pub(crate) last_active: OffsetDateTime,
-    pub(crate) expires_at: OffsetDateTime,
+    pub(crate) created_at: Unix,
+    pub(crate) last_active: Unix,
+    pub(crate) expires_at: Unix,
     /// The id came under a fallback key and is to be re-signed (S9).
     pub(crate) resign: bool,
 }
@@ -60,7 +60,7 @@ pub(crate) struct State {
     /// A handler looked at the session: the response varies by cookie (S38).
     pub(crate) accessed: bool,
     pub(crate) default_expiry: Expiry,
-    pub(crate) now: Option<OffsetDateTime>,
+    pub(crate) now: Option<Unix>,
     /// Cookie sessions: the most JSON the data may take (S15).
     pub(crate) max_data: Option<usize>,
 }
@@ -227,10 +227,11 @@ impl Session {
         let expiry = state.effective_expiry();
         match &state.loaded {
             Some(l) if !state.destroyed && !state.modified() => Some(l.expires_at),
-            Some(l) if !state.destroyed => Some(expiry.deadline(l.created_at, now)),
-            _ if !state.values.is_empty() => Some(expiry.deadline(now, now)),
+            Some(l) if !state.destroyed => Some(expiry.deadline_at(l.created_at, now)),
+            _ if !state.values.is_empty() => Some(expiry.deadline_at(now, now)),
             _ => None,
         }
+        .map(to_datetime)
     }
 }
 

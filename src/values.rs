@@ -13,10 +13,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use time::OffsetDateTime;
-
 use crate::error::StoreError;
-use crate::expiry::Expiry;
+use crate::expiry::{Expiry, Unix};
 use crate::packed;
 use crate::store::{Data, Record};
 
@@ -24,9 +22,9 @@ use crate::store::{Data, Record};
 #[derive(Debug)]
 pub(crate) struct LoadedRecord {
     pub(crate) values: Values,
-    pub(crate) created_at: OffsetDateTime,
-    pub(crate) last_active: OffsetDateTime,
-    pub(crate) expires_at: OffsetDateTime,
+    pub(crate) created_at: Unix,
+    pub(crate) last_active: Unix,
+    pub(crate) expires_at: Unix,
     pub(crate) expiry: Option<Expiry>,
 }
 
@@ -34,9 +32,9 @@ impl From<Record> for LoadedRecord {
     fn from(record: Record) -> Self {
         Self {
             values: Values::from_map(record.data),
-            created_at: record.created_at,
-            last_active: record.last_active,
-            expires_at: record.expires_at,
+            created_at: record.created_at.unix_timestamp(),
+            last_active: record.last_active.unix_timestamp(),
+            expires_at: record.expires_at.unix_timestamp(),
             expiry: record.expiry,
         }
     }

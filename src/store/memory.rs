@@ -130,7 +130,7 @@ impl MemoryStore {
     }
 
     fn now(&self) -> i64 {
-        self.inner.clock.now().unix_timestamp()
+        crate::clock::now_seconds(&*self.inner.clock, self.inner.system_clock)
     }
 }
 
@@ -261,9 +261,9 @@ impl MemoryStore {
         };
         Ok(Some(LoadedRecord {
             values: Values::from_packed(text)?,
-            created_at: unix_time(created_at)?,
-            last_active: unix_time(last_active)?,
-            expires_at: unix_time(expires_at)?,
+            created_at,
+            last_active,
+            expires_at,
             expiry,
         }))
     }
@@ -292,15 +292,15 @@ impl MemoryStore {
     pub(crate) fn touch_at(
         &self,
         id: &IdHash,
-        last_active: OffsetDateTime,
-        expires_at: OffsetDateTime,
+        last_active: i64,
+        expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut shard = self.shard(id);
         Ok(match shard.live(id, now) {
             Some(entry) => {
-                entry.last_active = last_active.unix_timestamp();
-                entry.expires_at = expires_at.unix_timestamp();
+                entry.last_active = last_active;
+                entry.expires_at = expires_at;
                 true
             }
             None => false,
@@ -345,6 +345,7 @@ impl SessionStore for MemoryStore {
         last_active: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        let (last_active, expires_at) = (last_active.unix_timestamp(), expires_at.unix_timestamp());
         self.touch_at(id, last_active, expires_at, self.now())
     }
 
