@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
+use http::header::Entry;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use time::Duration;
@@ -752,7 +753,6 @@ impl Shared {
     fn send(&self, headers: &mut HeaderMap, outgoing: Outgoing, now: Unix) {
         let (header, value) = match &self.transport {
             Transport::Cookie => {
-                self.drop_our_set_cookies(headers);
                 let value = match outgoing {
                     Outgoing::Id { id, max_age } => {
                         self.cookie.set_cookie(self.codec.sign(&id), max_age, now)
@@ -775,12 +775,9 @@ impl Shared {
             }
         };
         match HeaderValue::try_from(value) {
+            Ok(value) if header == SET_COOKIE => self.put_set_cookie(headers, value),
             Ok(value) => {
-                if header == SET_COOKIE {
-                    headers.append(header, value);
-                } else {
-                    headers.insert(header, value);
-                }
+                headers.insert(header, value);
             }
             // Unreachable: names, paths and domains are checked at build
             // time, and values are base64.
@@ -789,9 +786,10 @@ impl Shared {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 
-    /// Removes `Set-Cookie`s of our name that an inner layer or the handler
-    /// added, keeping every other cookie.
-    fn drop_our_set_cookies(&self, headers: &mut HeaderMap) {
+    /// Adds our `Set-Cookie` as the only one of our name (S17): any that an
+    /// inner layer or the handler added goes, every other cookie stays, in
+    /// its order. One lookup of `Set-Cookie` when there is none yet.
+    fn put_set_cookie(&self, headers: &mut HeaderMap, value: HeaderValue) {
         let ours = |v: &HeaderValue| {
             let name = v
                 .as_bytes()
@@ -800,17 +798,20 @@ impl Shared {
                 .unwrap_or_default();
             name.trim_ascii() == self.cookie.name.as_bytes()
         };
-        if headers.get_all(SET_COOKIE).iter().any(ours) {
-            let others: Vec<HeaderValue> = headers
-                .get_all(SET_COOKIE)
-                .iter()
-                .filter(|v| !ours(v))
-                .cloned()
-                .collect();
-            headers.remove(SET_COOKIE);
-            for v in others {
-                headers.append(SET_COOKIE, v);
+        match headers.entry(SET_COOKIE) {
+            Entry::Vacant(entry) => {
+                entry.insert(value);
             }
+            Entry::Occupied(mut entry) if entry.iter().any(ours) => {
+                let others: Vec<HeaderValue> = entry.iter().filter(|v| !ours(v)).cloned().collect();
+                let mut values = others.into_iter().chain([value]);
+                // `insert` replaces every value with the first.
+                if let Some(first) = values.next() {
+                    entry.insert(first);
+                }
+                values.for_each(|v| entry.append(v));
+            }
+            Entry::Occupied(mut entry) => entry.append(value),
         }
     }
 
@@ -820,20 +821,28 @@ impl Shared {
             Transport::Cookie => "Cookie",
             Transport::Header { request, .. } => request.as_str(),
         };
-        let present = headers.get_all(VARY).iter().any(|v| {
+        let covers = |v: &HeaderValue| {
             v.to_str()
                 .map(|v| {
                     v.split(',')
                         .any(|t| t.trim() == "*" || t.trim().eq_ignore_ascii_case(name))
                 })
                 .unwrap_or(false)
-        });
-        if !present {
-            let value = match &self.transport {
-                Transport::Cookie => HeaderValue::from_static("Cookie"),
-                Transport::Header { request, .. } => HeaderValue::from(request.clone()),
-            };
-            headers.append(VARY, value);
+        };
+        let value = || match &self.transport {
+            Transport::Cookie => HeaderValue::from_static("Cookie"),
+            Transport::Header { request, .. } => HeaderValue::from(request.clone()),
+        };
+        // One lookup of `Vary`, not one to look and one to add.
+        match headers.entry(VARY) {
+            Entry::Occupied(mut vary) => {
+                if !vary.iter().any(covers) {
+                    vary.append(value());
+                }
+            }
+            Entry::Vacant(vary) => {
+                vary.insert(value());
+            }
         }
     }
 
