@@ -93,29 +93,37 @@ impl<'a> Iterator for Members<'a> {
 impl<'a> Members<'a> {
     /// One `<length>:<bytes>` field.
     fn field(&mut self) -> Result<&'a str, Malformed> {
-        /// As many digits as any length in memory has.
-        const MAX_DIGITS: usize = 19;
-        let bytes = self.rest.as_bytes();
-        let mut len = 0usize;
-        let mut colon = 0;
-        loop {
-            match bytes.get(colon) {
-                Some(b':') if colon > 0 => break,
-                Some(&digit) if digit.is_ascii_digit() && colon < MAX_DIGITS => {
-                    len = len * 10 + usize::from(digit - b'0');
-                    colon += 1;
-                }
-                _ => return Err(Malformed),
-            }
-        }
-        // `get` checks the length and the character boundaries.
-        let field = self
+        let (len, skip) = match self.rest.as_bytes() {
+            // Most keys and small values: one digit.
+            [digit @ b'0'..=b'9', b':', ..] => (usize::from(digit - b'0'), 2),
+            bytes => long_prefix(bytes)?,
+        };
+        // Both checks the length and the character boundaries.
+        let (field, rest) = self
             .rest
-            .get(colon + 1..)
-            .and_then(|rest| rest.get(..len))
+            .get(skip..)
+            .and_then(|rest| rest.split_at_checked(len))
             .ok_or(Malformed)?;
-        self.rest = &self.rest[colon + 1 + len..];
+        self.rest = rest;
         Ok(field)
+    }
+}
+
+/// A `<length>:` prefix of any length: the length and the bytes it takes.
+fn long_prefix(bytes: &[u8]) -> Result<(usize, usize), Malformed> {
+    /// As many digits as any length in memory has.
+    const MAX_DIGITS: usize = 19;
+    let mut len = 0usize;
+    let mut colon = 0;
+    loop {
+        match bytes.get(colon) {
+            Some(b':') if colon > 0 => return Ok((len, colon + 1)),
+            Some(&digit) if digit.is_ascii_digit() && colon < MAX_DIGITS => {
+                len = len * 10 + usize::from(digit - b'0');
+                colon += 1;
+            }
+            _ => return Err(Malformed),
+        }
     }
 }
 
@@ -157,9 +165,14 @@ impl Writer {
     }
 }
 
-/// Puts `<len>:` at `at`, a digit at a time (lengths are short, and this
-/// needs no buffer).
+/// Puts `<len>:` at `at`: from a table for one digit (most keys and small
+/// values), a digit at a time otherwise (no buffer needed).
 fn insert_len(out: &mut String, at: usize, len: usize) {
+    const ONE_DIGIT: [&str; 10] = ["0:", "1:", "2:", "3:", "4:", "5:", "6:", "7:", "8:", "9:"];
+    if let Some(prefix) = ONE_DIGIT.get(len) {
+        out.insert_str(at, prefix);
+        return;
+    }
     out.insert(at, ':');
     let mut rest = len;
     loop {
@@ -204,6 +217,18 @@ mod tests {
         };
         assert_eq!(&*encode(&data), "1:n1:14:user7:\"alice\"");
         assert_eq!(&*encode(&Data::new()), "");
+        // Lengths of one to five digits.
+        let long = "x".repeat(12_345);
+        let mut data = Data::new();
+        data.insert("a-key-of-12b".into(), Value::from(long.clone()));
+        data.insert(String::new(), Value::from(9));
+        let text = encode(&data);
+        assert!(
+            text.starts_with("0:1:912:a-key-of-12b12347:\"xxx"),
+            "{}",
+            &text[..40]
+        );
+        assert_eq!(decode(&text).unwrap(), data);
     }
 
     #[test]
