@@ -77,7 +77,7 @@ pub use future::ResponseFuture;
 pub use id::{IdGenerator, IdHash, SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
 pub use layer::SessionLayer;
 pub use service::SessionService;
-pub use session::Session;
+pub use session::{Session, MAX_NESTING};
 #[cfg(feature = "memory-store")]
 pub use store::memory::MemoryStore;
 #[cfg(feature = "mysql-store")]

@@ -377,28 +377,44 @@ macro_rules! store_path {
                         Ok(Some(id_out(id, deadline)))
                     }
                     (Plan::Cycle, Some(loaded)) => {
-                        // The new id first, so a failed write leaves the old session
-                        // as it was. Then the old id dies; if it was already gone,
-                        // another request destroyed or rotated this session since it
-                        // was loaded, and going on would undo that logout (S27): the
-                        // new copy is removed again. Of two concurrent cycles, only
-                        // the one whose delete removed the old id keeps its copy.
-                        let deadline = expiry.deadline_at(loaded.created_at, now);
+                        // The new id gets the record as it is now, with what
+                        // requests saved since this one loaded (S34), and this
+                        // request's own changes applied to the copy only: the
+                        // old id is never written, so a failed cycle leaves it
+                        // exactly as it was, and nothing a sign-in sets lands
+                        // on the id from before it (S24). If the record is
+                        // gone, another request destroyed or rotated it: it
+                        // stays gone (S27).
+                        let Some(current) = wait!($mode, store.load(&loaded.hash))? else {
+                            tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
+                            return Ok(None);
+                        };
+                        let mut record =
+                            new_record(current.values.into_data(), loaded.created_at, now, now, current.expiry);
+                        if state.modified() {
+                            changes(state, now, now).apply_to(&mut record);
+                        }
+                        let expiry = record.expiry.unwrap_or(self.expiry);
                         // The absolute timeout still counts from the first creation.
-                        let record = new_record(
-                            state.values.into_data(),
-                            loaded.created_at,
-                            now,
-                            deadline,
-                            state.expiry,
-                        );
+                        let deadline = expiry.deadline_at(loaded.created_at, now);
+                        record.expires_at = to_datetime(deadline);
+                        // The new id first, so a failed write leaves the old
+                        // session in place. Then the old id dies; if it was
+                        // already gone, another request ended this session
+                        // meanwhile, and going on would undo that logout
+                        // (S27): the new copy is removed again. Of two
+                        // concurrent cycles, only the one whose delete removed
+                        // the old id keeps its copy.
                         let id = wait!($mode, self.$create(store, record))?;
                         if !wait!($mode, store.delete(&loaded.hash))? {
                             tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
                             wait!($mode, store.delete(&id.hash()))?;
                             return Ok(None);
                         }
-                        Ok(Some(id_out(id, deadline)))
+                        Ok(Some(Outgoing::Id {
+                            id,
+                            max_age: expiry.max_age_at(deadline, now),
+                        }))
                     }
                     (Plan::Save, Some(loaded)) => {
                         let deadline = expiry.deadline_at(loaded.created_at, now);
@@ -616,6 +632,7 @@ impl Shared {
         let mut state = State {
             default_expiry: self.expiry,
             now: Some(now),
+            refresh_after: self.refresh_after,
             max_data: match self.backend {
                 Backend::Cookie(_) => Some(max_data(&self.cookie.name)),
                 Backend::Store(_) => None,

@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub(crate) accessed: bool,
     pub(crate) default_expiry: Expiry,
     pub(crate) now: Option<Unix>,
+    /// The layer's `refresh_after`: when a read extends the idle deadline.
+    pub(crate) refresh_after: f64,
     /// Cookie sessions: the most JSON the data may take (S15).
     pub(crate) max_data: Option<usize>,
 }
@@ -119,9 +121,17 @@ impl Session {
     /// changes nothing and writes nothing. With cookie sessions, a value
     /// that would make the session too large for one cookie is refused
     /// with [`SessionErrorKind::TooLarge`](crate::SessionErrorKind::TooLarge)
-    /// and the session stays as it was (S15).
+    /// and the session stays as it was (S15). A value nested deeper than
+    /// [`MAX_NESTING`] arrays and objects is refused with
+    /// [`SessionErrorKind::Serialize`](crate::SessionErrorKind::Serialize):
+    /// it could not be read back.
     pub fn insert(&self, key: &str, value: impl Serialize) -> Result<(), SessionError> {
         let value = serde_json::to_value(value).map_err(SessionError::serialize)?;
+        if nesting_exceeds(&value, MAX_NESTING) {
+            return Err(SessionError::serialize(serde::ser::Error::custom(
+                format_args!("the value is nested deeper than {MAX_NESTING} arrays and objects"),
+            )));
+        }
         let mut state = self.read();
         let Some(undo) = state.values.set(key, value) else {
             return Ok(());
@@ -226,13 +236,52 @@ impl Session {
         let now = state.now?;
         let expiry = state.effective_expiry();
         match &state.loaded {
-            Some(l) if !state.destroyed && !state.modified() => Some(l.expires_at),
+            // Unchanged and no idle refresh due: the deadline stays.
+            Some(l)
+                if !state.destroyed
+                    && !state.modified()
+                    && !state.cycle
+                    && !expiry.refresh_due_at(l.last_active, now, state.refresh_after) =>
+            {
+                Some(l.expires_at)
+            }
+            // Saved, cycled or refreshed by this response: active now.
             Some(l) if !state.destroyed => Some(expiry.deadline_at(l.created_at, now)),
             _ if !state.values.is_empty() => Some(expiry.deadline_at(now, now)),
             _ => None,
         }
         .map(to_datetime)
     }
+}
+
+/// How deeply a session value may nest arrays and objects. Every store
+/// must give it back: MariaDB 10.11's JSON functions handle 32 levels (and
+/// return NULL or `null` past them, without an error), serde_json reads
+/// back 127, and stores nest a session's values one or two levels deeper
+/// (in the data object, in a cookie session's record). A deeper value
+/// would be lost or make the whole record unreadable on its next load
+/// (S35); the store conformance suite checks this depth on every backend.
+pub const MAX_NESTING: usize = 30;
+
+/// Whether `value` nests more than `limit` arrays and objects; without
+/// recursion, so a pathological value cannot exhaust the stack here.
+fn nesting_exceeds(value: &Value, limit: usize) -> bool {
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return false;
+    }
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: &mut dyn Iterator<Item = &Value> = match value {
+            Value::Array(items) => &mut items.iter(),
+            Value::Object(members) => &mut members.values(),
+            _ => continue,
+        };
+        if depth > limit {
+            return true;
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    false
 }
 
 impl fmt::Debug for Session {

@@ -226,7 +226,7 @@ impl Values {
     pub(crate) fn to_data(&self) -> Data {
         let mut data = match (&self.base, self.cleared) {
             (Base::Map(map), false) => map.clone(),
-            (Base::Packed(text), false) => packed::decode(text).unwrap_or_default(),
+            (Base::Packed(text), false) => decode_each(text),
             _ => Data::new(),
         };
         for (key, change) in &self.changes {
@@ -242,7 +242,7 @@ impl Values {
     pub(crate) fn into_data(self) -> Data {
         let mut data = match (self.base, self.cleared) {
             (Base::Map(map), false) => map,
-            (Base::Packed(text), false) => packed::decode(&text).unwrap_or_default(),
+            (Base::Packed(text), false) => decode_each(&text),
             _ => Data::new(),
         };
         for (key, change) in self.changes {
@@ -267,6 +267,25 @@ impl Values {
         }
         (set, removed)
     }
+}
+
+/// Every member of checked packed `text`, decoded one by one: a value that
+/// does not parse (only a value stored before values were checked, see
+/// [`MAX_NESTING`](crate::MAX_NESTING)) loses that key alone, with a
+/// warning, not the whole session.
+fn decode_each(text: &str) -> Data {
+    let mut data = Data::new();
+    for member in packed::checked(text) {
+        match serde_json::from_str(member.value) {
+            Ok(value) => {
+                data.insert(member.key.to_owned(), value);
+            }
+            Err(error) => {
+                tracing::warn!(key = member.key, %error, "session value does not parse; dropped");
+            }
+        }
+    }
+    data
 }
 
 #[cfg(test)]

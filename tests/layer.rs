@@ -129,6 +129,23 @@ async fn the_handle_reports_its_hash_and_expiry() {
     // The hash shown is not the cookie and not the raw id.
     assert!(!reply.body.contains(value_of(&pair)));
     assert!(!reply.body.contains(&hex(&raw_id(value_of(&pair)))));
+
+    // Before a quarter of the idle window: no refresh, the deadline stays.
+    h.advance(Duration::minutes(5));
+    let reply = h.get("/whoami", &[&pair]).await;
+    assert_eq!(reply.body, expected);
+    assert!(reply.set_cookies().is_empty(), "{:?}", reply.set_cookies());
+    // Past it, this read refreshes the session: the handle reports the
+    // deadline that the response's cookie carries.
+    h.advance(Duration::minutes(5));
+    let reply = h.get("/whoami", &[&pair]).await;
+    let refreshed = (h.now() + Duration::minutes(30)).unix_timestamp();
+    assert_eq!(
+        reply.body,
+        format!("{} {refreshed}", hash_of(&pair).to_hex())
+    );
+    let max_age = reply.cookie().unwrap().max_age().unwrap();
+    assert_eq!(max_age, Duration::minutes(30));
 }
 
 // --- C. Set-Cookie ----------------------------------------------------------------
@@ -1100,4 +1117,166 @@ async fn the_in_place_and_the_boxed_path_behave_alike() {
         "the same number of sessions left"
     );
     assert_eq!(direct.purge_expired().await.unwrap(), 0);
+}
+
+/// A value nested deeper than the stores can read back is refused at
+/// `insert`, and the session keeps everything else (S35 would otherwise
+/// make the whole record unreadable on its next load); the deepest value
+/// allowed comes back whole from the memory store (in place and through
+/// its trait) and from a cookie session, also after `cycle_id`.
+#[tokio::test]
+async fn values_nested_too_deep_for_the_stores_are_refused_at_insert() {
+    use serde_json::{json, Value};
+    use session_layer::store::CookieStore;
+    use session_layer::{MemoryStore, MAX_NESTING};
+    use std::sync::Arc;
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!(1), |inner, _| json!([inner]))
+    }
+    async fn deep(s: Session, axum::extract::Path(depth): axum::extract::Path<usize>) -> String {
+        s.insert("user", "alice").unwrap();
+        match s.insert("deep", nested(depth)) {
+            Ok(()) => "stored".into(),
+            Err(e) => format!("{:?}", e.kind()),
+        }
+    }
+    async fn read(s: Session) -> String {
+        let deep = s.get::<Value>("deep").unwrap();
+        let user = s.get::<String>("user").unwrap();
+        format!(
+            "{:?} {:?} {}",
+            user,
+            deep.map(|d| d == nested(MAX_NESTING)),
+            s.len()
+        )
+    }
+    async fn cycle(s: Session) -> &'static str {
+        s.cycle_id();
+        "cycled"
+    }
+    let routes = || {
+        Router::new()
+            .route("/deep/{depth}", post(deep))
+            .route("/read", get(read))
+            .route("/cycle", post(cycle))
+    };
+    let layer = |store: session_layer::Storage| {
+        SessionLayer::builder(store, key())
+            .secure(false)
+            .build()
+            .unwrap()
+    };
+    let apps = [
+        (
+            "memory, in place",
+            routes().layer(layer(MemoryStore::new().into())),
+        ),
+        (
+            "memory, trait",
+            routes().layer(layer(Arc::new(MemoryStore::new()).into())),
+        ),
+        (
+            "cookie session",
+            routes().layer(layer(CookieStore::new().into())),
+        ),
+    ];
+    for (name, app) in apps {
+        let refused = send(
+            &app,
+            request("POST", &format!("/deep/{}", MAX_NESTING + 1), &[]),
+        )
+        .await;
+        assert_eq!(
+            refused.body,
+            format!("{:?}", SessionErrorKind::Serialize),
+            "{name}"
+        );
+        let pair = refused.pair();
+        let kept = send(&app, request("GET", "/read", &[&pair])).await;
+        assert_eq!(
+            kept.body, "Some(\"alice\") None 1",
+            "{name}: the rest of the session stays"
+        );
+
+        let stored = send(&app, request("POST", &format!("/deep/{MAX_NESTING}"), &[])).await;
+        assert_eq!(stored.body, "stored", "{name}");
+        let pair = stored.pair();
+        let back = send(&app, request("GET", "/read", &[&pair])).await;
+        assert_eq!(back.body, "Some(\"alice\") Some(true) 2", "{name}");
+        let cycled = send(&app, request("POST", "/cycle", &[&pair])).await.pair();
+        let back = send(&app, request("GET", "/read", &[&cycled])).await;
+        assert_eq!(
+            back.body, "Some(\"alice\") Some(true) 2",
+            "{name}: after cycle_id"
+        );
+    }
+}
+
+/// A sign-in (`cycle_id`) that loaded the session before another request
+/// saved a different key keeps that key: the new id gets the record as it
+/// is when the cycle runs, with the sign-in's own changes applied (S34),
+/// not the copy the sign-in loaded. In place and through the store trait.
+#[tokio::test]
+async fn s34_a_slow_sign_in_keeps_what_a_concurrent_request_saved() {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    for (name, storage) in [
+        (
+            "memory, in place",
+            session_layer::Storage::from(session_layer::MemoryStore::new()),
+        ),
+        (
+            "memory, trait",
+            Arc::new(session_layer::MemoryStore::new()).into(),
+        ),
+    ] {
+        let gate = Arc::new(Notify::new());
+        let layer = SessionLayer::builder(storage, key())
+            .secure(false)
+            .build()
+            .unwrap();
+        let app = routes()
+            .route(
+                // Loads, waits until told, then signs in.
+                "/slow-login/{user}",
+                post({
+                    let gate = gate.clone();
+                    move |s: Session, axum::extract::Path(user): axum::extract::Path<String>| async move {
+                        let _: Option<String> = s.get("theme").unwrap();
+                        gate.notified().await;
+                        s.insert("user", user).unwrap();
+                        s.cycle_id();
+                        "signed in"
+                    }
+                }),
+            )
+            .layer(layer);
+        let anonymous = send(&app, request("POST", "/set/theme/dark", &[]))
+            .await
+            .raw_cookie();
+        let slow = tokio::spawn({
+            let app = app.clone();
+            let cookie = anonymous.clone();
+            async move { send(&app, request("POST", "/slow-login/ada", &[&cookie])).await }
+        });
+        tokio::task::yield_now().await;
+        // While the sign-in waits, another request adds to the cart.
+        let cart = send(&app, request("POST", "/set/cart/3", &[&anonymous])).await;
+        assert_eq!(cart.status, StatusCode::OK, "{name}");
+        gate.notify_one();
+        let signed_in = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
+            .await
+            .expect("the sign-in finishes")
+            .unwrap();
+        let signed_in = signed_in.raw_cookie();
+        assert_ne!(signed_in, anonymous, "{name}");
+        for (key, want) in [("user", "ada"), ("theme", "dark"), ("cart", "3")] {
+            let got = send(&app, request("GET", &format!("/get/{key}"), &[&signed_in])).await;
+            assert_eq!(got.body, want, "{name}: {key} after the sign-in");
+        }
+        let old = send(&app, request("GET", "/get/cart", &[&anonymous])).await;
+        assert_eq!(old.body, "none", "{name}: the old id is dead (S24)");
+    }
 }

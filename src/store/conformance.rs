@@ -29,6 +29,7 @@
 //! | [`create_replaces_expired`] | `create` may reuse the id of an expired record |
 //! | [`expired_records_do_not_load`] | past or at `expires_at`, by create, touch or save, `load` is `None` (S8) |
 //! | [`save_applies_changes`] | cleared, removed and set keys, odd key names, `null` values, new times and expiry |
+//! | [`the_deepest_values_round_trip`] | values nested [`MAX_NESTING`](crate::MAX_NESTING) levels deep come back whole from `create` and from `save` |
 //! | [`concurrent_saves_keep_every_key`] | 50 concurrent saves of 50 different keys: all 50 kept (S34) |
 //! | [`save_and_touch_are_update_only`] | after delete or expiry, `save`/`touch` are `Ok(false)` and bring nothing back (S27) |
 //! | [`touch_moves_expiry_only`] | `touch` moves `last_active`/`expires_at` and nothing else |
@@ -113,6 +114,7 @@ where
     create_replaces_expired(&store).await;
     expired_records_do_not_load(&store).await;
     save_applies_changes(&store).await;
+    the_deepest_values_round_trip(&store).await;
     concurrent_saves_keep_every_key(&store).await;
     save_and_touch_are_update_only(&store).await;
     touch_moves_expiry_only(&store).await;
@@ -500,6 +502,41 @@ static MANY: std::sync::LazyLock<Vec<String>> =
     std::sync::LazyLock::new(|| (0..150).map(|n| format!("many-{n}-é")).collect());
 
 /// Fifty concurrent saves, each of its own key, on one session: every key
+/// A value nested as deeply as [`Session::insert`](crate::Session::insert)
+/// allows ([`MAX_NESTING`](crate::MAX_NESTING) arrays and objects) comes
+/// back whole from `create` and from `save`: engines limit JSON depth (the
+/// JSON functions of MariaDB 10.11 handle 32 levels, the record's own
+/// object included), and a store that loses or nulls such a value loses
+/// data the layer accepted.
+pub async fn the_deepest_values_round_trip<S: SessionStore>(store: &S) {
+    const RULE: &str = "the deepest values round-trip";
+    let deepest = (0..crate::MAX_NESTING).fold(json!("bottom"), |inner, n| {
+        if n % 2 == 0 {
+            json!([inner])
+        } else {
+            json!({ "k": inner })
+        }
+    });
+    let record = live(data(json!({ "created": deepest.clone() })));
+    let id = create_live(RULE, store, &record).await;
+    let loaded = expect(RULE, "load", store.load(&id).await);
+    check_eq(
+        RULE,
+        "the record after create",
+        loaded,
+        Some(record.clone()),
+    );
+    let update = changes(vec![("saved", deepest)], &[]);
+    let mut want = record;
+    update.apply_to(&mut want);
+    let saved = expect(RULE, "save", store.save(&id, &update).await);
+    check(RULE, saved, || {
+        "save of a live record returned Ok(false)".into()
+    });
+    let loaded = expect(RULE, "load", store.load(&id).await);
+    check_eq(RULE, "the record after save", loaded, Some(want));
+}
+
 /// is there afterwards, and the keys that were there before too (S34).
 pub async fn concurrent_saves_keep_every_key<S: SessionStore + Clone>(store: &S) {
     const RULE: &str = "concurrent saves of different keys all keep their change";
