@@ -943,6 +943,18 @@ fn memory_app(store: session_layer::MemoryStore, idle: Duration) -> Router {
         .layer(layer)
 }
 
+/// Starts `POST path` with `cookie` on its own task and lets it run up to
+/// its first wait: a request in flight.
+async fn in_flight(app: &Router, path: &str, cookie: &str) -> tokio::task::JoinHandle<Reply> {
+    let request = request("POST", path, &[cookie]);
+    let handle = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, request).await }
+    });
+    tokio::task::yield_now().await;
+    handle
+}
+
 #[tokio::test]
 async fn s27_memory_store_a_request_in_flight_during_sign_in_does_not_sign_the_user_out() {
     let app = memory_app(session_layer::MemoryStore::new(), Duration::minutes(30));
@@ -950,12 +962,7 @@ async fn s27_memory_store_a_request_in_flight_during_sign_in_does_not_sign_the_u
         .await
         .raw_cookie();
     // A: loads the anonymous session, then waits.
-    let slow = tokio::spawn({
-        let app = app.clone();
-        let cookie = anonymous.clone();
-        async move { send(&app, request("POST", "/slow/last_seen", &[&cookie])).await }
-    });
-    tokio::task::yield_now().await;
+    let slow = in_flight(&app, "/slow/last_seen", &anonymous).await;
     // B: signs in (new id) while A is in flight.
     let signed_in = send(&app, request("POST", "/login/ada", &[&anonymous])).await;
     let signed_in = signed_in.raw_cookie();
@@ -998,10 +1005,7 @@ async fn s8_memory_store_a_session_that_expires_during_a_request_is_not_saved() 
     let cookie = send(&app, request("POST", "/set/user/ada", &[]))
         .await
         .raw_cookie();
-    let slow = tokio::spawn({
-        let app = app.clone();
-        async move { send(&app, request("POST", "/slow/late", &[&cookie])).await }
-    });
+    let slow = in_flight(&app, "/slow/late", &cookie).await;
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let _ = send(&app, request("POST", "/release", &[])).await;
     let late = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
@@ -1256,12 +1260,7 @@ async fn s34_a_slow_sign_in_keeps_what_a_concurrent_request_saved() {
         let anonymous = send(&app, request("POST", "/set/theme/dark", &[]))
             .await
             .raw_cookie();
-        let slow = tokio::spawn({
-            let app = app.clone();
-            let cookie = anonymous.clone();
-            async move { send(&app, request("POST", "/slow-login/ada", &[&cookie])).await }
-        });
-        tokio::task::yield_now().await;
+        let slow = in_flight(&app, "/slow-login/ada", &anonymous).await;
         // While the sign-in waits, another request adds to the cart.
         let cart = send(&app, request("POST", "/set/cart/3", &[&anonymous])).await;
         assert_eq!(cart.status, StatusCode::OK, "{name}");
