@@ -229,24 +229,36 @@ impl Session {
         self.read().effective_expiry()
     }
 
-    /// When the session will end if nothing else happens; `None` when
-    /// there is no stored session and nothing to store.
+    /// When the session will end if nothing else happens: the deadline that
+    /// this response leaves it with, by the same rules the layer commits by
+    /// (a save, `cycle_id`, an idle refresh or a re-seal start the idle
+    /// window again); `None` when there is no session and nothing to store,
+    /// or when the response ends it (`destroy`, or every value removed).
+    /// It assumes the response commits: on a 5xx (nothing is saved by
+    /// default) or a refresh the store fails, the stored deadline stays.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         let state = self.read();
         let now = state.now?;
         let expiry = state.effective_expiry();
+        // As `plan` decides: a destroyed or emptied session ends, and values
+        // set after that start a new one.
+        let ends =
+            state.destroyed || ((state.modified() || state.cycle) && state.values.is_empty());
         match &state.loaded {
-            // Unchanged and no idle refresh due: the deadline stays.
-            Some(l)
-                if !state.destroyed
-                    && !state.modified()
-                    && !state.cycle
-                    && !expiry.refresh_due_at(l.last_active, now, state.refresh_after) =>
-            {
-                Some(l.expires_at)
+            Some(l) if !ends => {
+                // Cookie sessions are sealed again, with new times, for a
+                // fallback key too (S9); a store session is only re-signed.
+                let resealed = l.resign && state.max_data.is_some();
+                let active_now = state.modified()
+                    || state.cycle
+                    || resealed
+                    || expiry.refresh_due_at(l.last_active, now, state.refresh_after);
+                Some(if active_now {
+                    expiry.deadline_at(l.created_at, now)
+                } else {
+                    l.expires_at
+                })
             }
-            // Saved, cycled or refreshed by this response: active now.
-            Some(l) if !state.destroyed => Some(expiry.deadline_at(l.created_at, now)),
             _ if !state.values.is_empty() => Some(expiry.deadline_at(now, now)),
             _ => None,
         }

@@ -1279,3 +1279,62 @@ async fn s34_a_slow_sign_in_keeps_what_a_concurrent_request_saved() {
         assert_eq!(old.body, "none", "{name}: the old id is dead (S24)");
     }
 }
+
+/// `expires_at` reports what the response leaves the session with: `None`
+/// when the response ends it (every value removed), and for a cookie
+/// session that a fallback key opened, the deadline of the re-sealed
+/// cookie it sends (S9), matching that cookie's `Max-Age`.
+#[tokio::test]
+async fn expires_at_agrees_with_an_ending_or_resealed_session() {
+    use session_layer::clock::{Clock, ManualClock};
+    use session_layer::store::CookieStore;
+
+    async fn exp(s: Session) -> String {
+        s.expires_at()
+            .map_or("none".into(), |t| t.unix_timestamp().to_string())
+    }
+    async fn empty_exp(s: Session) -> String {
+        s.remove("a");
+        exp(s).await
+    }
+    let routes = || {
+        Router::new()
+            .route(
+                "/set",
+                post(|s: Session| async move { s.insert("a", 1).unwrap() }),
+            )
+            .route("/exp", get(exp))
+            .route("/empty", post(empty_exp))
+    };
+    let clock = ManualClock::new();
+    let layer = |storage: session_layer::Storage, current: u8, fallback: Option<u8>| {
+        let key = |n: u8| Key::try_from(&[n; 32][..]).unwrap();
+        let mut b = SessionLayer::builder(storage, key(current))
+            .secure(false)
+            .clock(clock.clone())
+            .expiry(Expiry::idle(Duration::minutes(40)));
+        if let Some(n) = fallback {
+            b = b.fallback_key(key(n));
+        }
+        b.build().unwrap()
+    };
+    let now = || clock.now().unix_timestamp();
+
+    // Emptied by this response: it ends, so there is no deadline.
+    let memory = routes().layer(layer(session_layer::MemoryStore::new().into(), 1, None));
+    let pair = send(&memory, request("POST", "/set", &[])).await.pair();
+    let ended = send(&memory, request("POST", "/empty", &[&pair])).await;
+    assert_eq!(ended.body, "none");
+    assert_eq!(ended.cookie().unwrap().max_age(), Some(Duration::ZERO));
+
+    // A cookie session sealed under key 1, read five minutes later by a
+    // layer whose current key is 2: re-sealed, the idle window restarts.
+    let old = routes().layer(layer(CookieStore::new().into(), 1, None));
+    let rotated = routes().layer(layer(CookieStore::new().into(), 2, Some(1)));
+    let pair = send(&old, request("POST", "/set", &[])).await.pair();
+    clock.advance(Duration::minutes(5));
+    let read = send(&rotated, request("GET", "/exp", &[&pair])).await;
+    let max_age = read.cookie().unwrap().max_age().unwrap();
+    assert_eq!(max_age, Duration::minutes(40));
+    assert_eq!(read.body, (now() + 40 * 60).to_string());
+}
