@@ -7,7 +7,9 @@
 //! member and deserializes its value, and what the request sets or removes
 //! is kept apart from it, which is exactly what `save` needs (S34).
 
-use std::collections::BTreeSet;
+use std::cell::OnceCell;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -60,7 +62,20 @@ enum Base {
     Map(Data),
     /// Packed text, checked (the memory store's entry, shared with it).
     Packed(Arc<str>),
+    /// The same for a large session, with an index of its members that
+    /// the first lookup builds.
+    Indexed {
+        text: Arc<str>,
+        index: OnceCell<HashMap<Box<str>, Range<usize>>>,
+    },
 }
+
+/// From this size of packed text on, the first lookup indexes the members
+/// ([`Base::Indexed`]):
+/// a session of many keys read key by key would otherwise walk them once
+/// per key. Smaller sessions are walked: a few prefixes cost less than
+/// building a map.
+const INDEX_FROM: usize = 1024;
 
 /// How to take back one [`Values::set`]: the change it replaced, if any.
 #[derive(Debug)]
@@ -86,7 +101,14 @@ impl Values {
     pub(crate) fn from_packed(text: Arc<str>) -> Result<Self, StoreError> {
         packed::check(&text).map_err(StoreError::decode)?;
         Ok(Self {
-            base: Base::Packed(text),
+            base: if text.len() < INDEX_FROM {
+                Base::Packed(text)
+            } else {
+                Base::Indexed {
+                    text,
+                    index: OnceCell::new(),
+                }
+            },
             ..Self::default()
         })
     }
@@ -104,6 +126,23 @@ impl Values {
             Base::Packed(text) => packed::checked(text)
                 .find(|m| m.key == key)
                 .map(|m| Found::Json(m.value)),
+            Base::Indexed { text, index } => {
+                let index = index.get_or_init(|| {
+                    let start = text.as_ptr() as usize;
+                    let mut index = HashMap::new();
+                    for member in packed::checked(text) {
+                        let from = member.value.as_ptr() as usize - start;
+                        // The first of a key counts, as in the walk.
+                        index
+                            .entry(member.key.into())
+                            .or_insert(from..from + member.value.len());
+                    }
+                    index
+                });
+                index
+                    .get(key)
+                    .map(|range| Found::Json(&text[range.clone()]))
+            }
         }
     }
 
@@ -196,7 +235,9 @@ impl Values {
             match &self.base {
                 Base::Empty => {}
                 Base::Map(map) => keys.extend(map.keys().map(String::as_str)),
-                Base::Packed(text) => keys.extend(packed::checked(text).map(|m| m.key)),
+                Base::Packed(text) | Base::Indexed { text, .. } => {
+                    keys.extend(packed::checked(text).map(|m| m.key))
+                }
             }
         }
         for (key, change) in &self.changes {
@@ -218,7 +259,9 @@ impl Values {
             || match &self.base {
                 Base::Empty => true,
                 Base::Map(map) => map.keys().all(|k| removed(k)),
-                Base::Packed(text) => packed::checked(text).all(|m| removed(m.key)),
+                Base::Packed(text) | Base::Indexed { text, .. } => {
+                    packed::checked(text).all(|m| removed(m.key))
+                }
             }
     }
 
@@ -226,7 +269,7 @@ impl Values {
     pub(crate) fn to_data(&self) -> Data {
         let mut data = match (&self.base, self.cleared) {
             (Base::Map(map), false) => map.clone(),
-            (Base::Packed(text), false) => decode_each(text),
+            (Base::Packed(text) | Base::Indexed { text, .. }, false) => decode_each(text),
             _ => Data::new(),
         };
         for (key, change) in &self.changes {
@@ -242,7 +285,7 @@ impl Values {
     pub(crate) fn into_data(self) -> Data {
         let mut data = match (self.base, self.cleared) {
             (Base::Map(map), false) => map,
-            (Base::Packed(text), false) => decode_each(&text),
+            (Base::Packed(text) | Base::Indexed { text, .. }, false) => decode_each(&text),
             _ => Data::new(),
         };
         for (key, change) in self.changes {
@@ -315,6 +358,38 @@ mod tests {
             assert_eq!(values.keys(), ["esc\"aped", "n", "user", "é"]);
             assert_eq!(values.len(), 4);
             assert!(!values.changed());
+        }
+    }
+
+    #[test]
+    fn large_packed_sessions_are_indexed_and_read_alike() {
+        let mut map = Data::new();
+        for n in 0..300 {
+            map.insert(format!("key:{n}"), json!({"n": n, "s": "é\"x"}));
+        }
+        let text = packed::encode(&map);
+        assert!(text.len() >= INDEX_FROM, "the index is used");
+        let [mut from_map, mut from_packed] = both(Value::Object(map.clone()));
+        for values in [&mut from_map, &mut from_packed] {
+            for (key, value) in &map {
+                assert_eq!(values.get_value(key).as_ref(), Some(value), "{key}");
+            }
+            assert!(!values.contains_key("key:300"));
+            assert!(values.set("key:7", json!(0)).is_some());
+            assert_eq!(values.remove("key:8"), Some(map["key:8"].clone()));
+            assert_eq!(values.get_value("key:7"), Some(json!(0)));
+            assert!(!values.contains_key("key:8"));
+            assert_eq!(values.len(), 299);
+        }
+        // Two members of one key (never written, but a walk reads the
+        // first): the index reads the first too.
+        let doubled: Arc<str> = "1:k1:11:k1:2".into();
+        let long_tail = "x".repeat(INDEX_FROM);
+        let doubled_long: Arc<str> =
+            format!("{doubled}4:tail{}:\"{long_tail}\"", long_tail.len() + 2).into();
+        for text in [doubled, doubled_long] {
+            let values = Values::from_packed(text).unwrap();
+            assert_eq!(values.get::<u32>("k").unwrap().unwrap(), 1);
         }
     }
 
