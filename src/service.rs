@@ -389,15 +389,18 @@ macro_rules! store_path {
                             tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
                             return Ok(None);
                         };
-                        let mut record =
-                            new_record(current.values.into_data(), loaded.created_at, now, now, current.expiry);
-                        if state.modified() {
-                            changes(state, now, now).apply_to(&mut record);
-                        }
-                        let expiry = record.expiry.unwrap_or(self.expiry);
+                        // A request that changed something writes its expiry
+                        // too, as a save does.
+                        let (values, own_expiry) = if state.modified() {
+                            (state.values.over(current.values), state.expiry)
+                        } else {
+                            (current.values, current.expiry)
+                        };
+                        let expiry = own_expiry.unwrap_or(self.expiry);
                         // The absolute timeout still counts from the first creation.
                         let deadline = expiry.deadline_at(loaded.created_at, now);
-                        record.expires_at = to_datetime(deadline);
+                        let record =
+                            new_record(values.into_data(), loaded.created_at, now, deadline, own_expiry);
                         // The new id first, so a failed write leaves the old
                         // session in place. Then the old id dies; if it was
                         // already gone, another request ended this session
@@ -730,7 +733,7 @@ impl Shared {
             };
         };
         // Destroyed, or emptied: a session without data is not kept (S25).
-        if state.destroyed || ((state.modified() || state.cycle) && state.values.is_empty()) {
+        if state.ends() {
             return Plan::End {
                 then_create: !state.values.is_empty(),
             };
@@ -739,11 +742,7 @@ impl Shared {
             Plan::Cycle
         } else if state.modified() {
             Plan::Save
-        } else if state.effective_expiry().refresh_due_at(
-            loaded.last_active,
-            now,
-            self.refresh_after,
-        ) {
+        } else if state.refresh_due(loaded.last_active, now) {
             Plan::Touch
         } else if loaded.resign {
             Plan::Resign

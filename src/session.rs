@@ -76,6 +76,20 @@ impl State {
     pub(crate) fn effective_expiry(&self) -> Expiry {
         self.expiry.unwrap_or(self.default_expiry)
     }
+
+    /// Whether the response ends the loaded session: destroyed, or left
+    /// without data by a change or a cycle (S25). Values set after that
+    /// start a new one.
+    pub(crate) fn ends(&self) -> bool {
+        self.destroyed || ((self.modified() || self.cycle) && self.values.is_empty())
+    }
+
+    /// Whether a read-only response at `now` extends the idle deadline of
+    /// the session last active at `last_active` (S32).
+    pub(crate) fn refresh_due(&self, last_active: Unix, now: Unix) -> bool {
+        self.effective_expiry()
+            .refresh_due_at(last_active, now, self.refresh_after)
+    }
 }
 
 impl Session {
@@ -240,19 +254,16 @@ impl Session {
         let state = self.read();
         let now = state.now?;
         let expiry = state.effective_expiry();
-        // As `plan` decides: a destroyed or emptied session ends, and values
-        // set after that start a new one.
-        let ends =
-            state.destroyed || ((state.modified() || state.cycle) && state.values.is_empty());
+        // By the rules `plan` decides by.
         match &state.loaded {
-            Some(l) if !ends => {
+            Some(l) if !state.ends() => {
                 // Cookie sessions are sealed again, with new times, for a
                 // fallback key too (S9); a store session is only re-signed.
                 let resealed = l.resign && state.max_data.is_some();
                 let active_now = state.modified()
                     || state.cycle
                     || resealed
-                    || expiry.refresh_due_at(l.last_active, now, state.refresh_after);
+                    || state.refresh_due(l.last_active, now);
                 Some(if active_now {
                     expiry.deadline_at(l.created_at, now)
                 } else {

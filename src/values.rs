@@ -281,6 +281,16 @@ impl Values {
         data
     }
 
+    /// This request's changes over `base` instead of the data they were
+    /// made on (a record as it is now, which other requests may have
+    /// changed since this one loaded it).
+    pub(crate) fn over(self, base: Values) -> Values {
+        Values {
+            base: base.base,
+            ..self
+        }
+    }
+
     /// Everything, decoded, consuming the values.
     pub(crate) fn into_data(self) -> Data {
         let mut data = match (self.base, self.cleared) {
