@@ -24,6 +24,15 @@ async fn count(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
         .get::<Session>()
         .expect("SessionLayer is installed")
         .clone();
+    // Outside axum's extractor the session is loaded here: one store call,
+    // only on the routes that use it.
+    if let Err(error) = session.load().await {
+        let mut res = Response::new(Full::new(Bytes::from(format!(
+            "the session store failed: {error}\n"
+        ))));
+        *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(res);
+    }
     let body = match session.get::<u64>("count") {
         Ok(count) => {
             let count = count.unwrap_or(0) + 1;

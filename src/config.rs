@@ -128,6 +128,7 @@ impl From<CookieStore> for Storage {
 /// | [`store_timeout`](Self::store_timeout) | 5 s | a stuck store never hangs a request (S36) |
 /// | [`error_status`](Self::error_status) | 500 | what the client sees when the store fails |
 /// | [`transport`](Self::transport) | cookie | [`Transport::bearer`] or a named header for APIs |
+/// | [`eager_load`](Self::eager_load) | `false` | a request that never asks for its session costs no store call |
 ///
 /// Settings that cannot work together are refused by
 /// [`build`](Self::build) with a [`ConfigError`]:
@@ -156,6 +157,7 @@ pub struct SessionLayerBuilder {
     save_on_server_error: bool,
     store_timeout: Duration,
     error_status: StatusCode,
+    eager_load: bool,
     ids: IdSource,
     clock: Arc<dyn Clock>,
     system_clock: bool,
@@ -179,6 +181,7 @@ impl SessionLayerBuilder {
             save_on_server_error: false,
             store_timeout: Duration::from_secs(5),
             error_status: StatusCode::INTERNAL_SERVER_ERROR,
+            eager_load: false,
             ids: IdSource::Os,
             clock: Arc::new(SystemClock),
             system_clock: true,
@@ -271,6 +274,20 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Whether the layer loads the session before the inner service runs.
+    /// By default it only checks the cookie's signature there, and the
+    /// store is asked when the handler first asks for the session (the
+    /// axum extractor, or [`Session::load`](crate::Session::load)), so a
+    /// page that never takes a `Session` costs no store call (and does not
+    /// extend the session's idle time). Turn it on for plain tower or
+    /// hyper services that use the session without calling `load`, or for
+    /// a layer further in that reads it; a store failure then answers with
+    /// [`error_status`](Self::error_status) before the inner service runs.
+    pub fn eager_load(mut self, eager: bool) -> Self {
+        self.eager_load = eager;
+        self
+    }
+
     /// A custom source of ids; it must yield at least 16 bytes (S2).
     pub fn id_generator(mut self, generator: impl IdGenerator) -> Self {
         self.ids = IdSource::Custom(Arc::new(generator));
@@ -331,6 +348,7 @@ impl SessionLayerBuilder {
             save_on_server_error: self.save_on_server_error,
             store_timeout: self.store_timeout,
             error_status: self.error_status,
+            eager_load: self.eager_load,
             ids: self.ids,
             clock: self.clock,
             system_clock: self.system_clock,

@@ -108,6 +108,9 @@ pub enum SessionErrorKind {
     Deserialize,
     /// A cookie session grew past what one cookie can carry (S15).
     TooLarge,
+    /// The session was used before [`Session::load`](crate::Session::load):
+    /// there was nothing to read, and the response commits nothing.
+    NotLoaded,
 }
 
 /// An error from a [`Session`](crate::Session) method. With the `axum`
@@ -140,6 +143,13 @@ impl SessionError {
         }
     }
 
+    pub(crate) fn not_loaded() -> Self {
+        Self {
+            kind: SessionErrorKind::NotLoaded,
+            source: None,
+        }
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> SessionErrorKind {
         self.kind
@@ -152,6 +162,9 @@ impl fmt::Display for SessionError {
             SessionErrorKind::Serialize => "session value could not be serialized",
             SessionErrorKind::Deserialize => "session value has another type",
             SessionErrorKind::TooLarge => "session is too large for a cookie",
+            SessionErrorKind::NotLoaded => {
+                "session used before it was loaded: call `Session::load().await` first"
+            }
         })
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) save_on_server_error: bool,
     pub(crate) store_timeout: Duration,
     pub(crate) error_status: StatusCode,
+    /// Load the session before the inner service runs.
+    pub(crate) eager_load: bool,
     pub(crate) ids: IdSource,
     pub(crate) clock: Arc<dyn Clock>,
     /// `clock` is the [`SystemClock`](crate::clock::SystemClock).

@@ -1,10 +1,11 @@
 //! Sessions for [tower] and [axum]: server-side sessions, tokens and
 //! encrypted cookie sessions behind one API.
 //!
-//! A [`SessionLayer`] reads a signed session id from the request, loads the
-//! session from a [`SessionStore`] into the request's extensions, lets the
-//! handler read and change it through a [`Session`] handle, and writes the
-//! changes back before the response leaves.
+//! A [`SessionLayer`] reads and verifies a signed session id from the
+//! request, puts a [`Session`] handle in the request's extensions that loads
+//! the session from a [`SessionStore`] when the handler first asks for it
+//! (the axum extractor, or [`Session::load`]), lets the handler read and
+//! change it, and writes the changes back before the response leaves.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -72,7 +73,7 @@ pub use cookie::{Key, SameSite};
 pub use error::{ConfigError, SessionError, SessionErrorKind, StoreError, StoreErrorKind};
 pub use expiry::{Expiry, MAX_COOKIE_AGE};
 #[cfg(feature = "axum")]
-pub use extract::MissingSessionLayer;
+pub use extract::{MissingSessionLayer, SessionRejection};
 pub use future::ResponseFuture;
 pub use id::{IdGenerator, IdHash, SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
 pub use layer::SessionLayer;

@@ -21,7 +21,7 @@ use crate::expiry::{to_datetime, Expiry, Unix};
 use crate::future::ResponseFuture;
 use crate::id::{IdHash, SessionId};
 use crate::layer::{Backend, Shared};
-use crate::session::{Loaded, Session, State};
+use crate::session::{Load, Loaded, Pending, Session, State};
 use crate::store::cookie::{max_data, seal, unseal, CookieStore};
 use crate::store::{Changes, Data, Record, SessionStore};
 use crate::values::LoadedRecord;
@@ -78,13 +78,14 @@ where
             return ResponseFuture::boxed(Box::pin(handle(shared.clone(), inner, req)));
         }
         let now = now_seconds(&*shared.clock, shared.system_clock);
-        // An inline backend's store never waits (see `Storage`): the load
-        // runs here, as plain function calls, and nothing is boxed.
-        let loaded = shared.load_in_place(req.headers(), now);
-        let session = match shared.session(loaded, now) {
-            Ok(session) => session,
-            Err(error) => return ResponseFuture::ready(shared.error_response(error.into())),
-        };
+        // An inline backend's store never waits (see `Storage`): whatever
+        // runs here is plain function calls, and nothing is boxed.
+        let session = Session::new(shared.state(req.headers(), now));
+        if shared.eager_load {
+            if let Some(Err(error)) = session.load_in_place() {
+                return ResponseFuture::ready(shared.error_response(error.into()));
+            }
+        }
         req.extensions_mut().insert(session.clone());
         ResponseFuture::inner(self.inner.call(req), session, shared.clone(), now)
     }
@@ -101,11 +102,12 @@ where
     ResBody: Default,
 {
     let now = now_seconds(&*shared.clock, shared.system_clock);
-    let loaded = shared.load(req.headers(), now).await;
-    let session = match shared.session(loaded, now) {
-        Ok(session) => session,
-        Err(error) => return Ok(shared.error_response(error.into())),
-    };
+    let session = Session::new(shared.state(req.headers(), now));
+    if shared.eager_load {
+        if let Err(error) = session.load().await {
+            return Ok(shared.error_response(error.into()));
+        }
+    }
     req.extensions_mut().insert(session.clone());
 
     let res = inner.call(req).await?;
@@ -117,9 +119,52 @@ where
     // every request boxes and moves stays small (see BENCHMARKS.md).
     let outgoing = match shared.plan(&state, res.status(), now) {
         Plan::Nothing => Ok(None),
+        Plan::Refuse => Err(CommitError::Session(SessionError::not_loaded())),
         plan => Box::pin(shared.commit(plan, state, now)).await,
     };
     Ok(shared.finish(res, outgoing, accessed, now))
+}
+
+/// One verified id of a request; for cookie sessions, with the session
+/// its cookie carried.
+#[derive(Clone)]
+pub(crate) struct Candidate {
+    id: SessionId,
+    hash: IdHash,
+    /// Boxed: most layers keep sessions in a store, and this is moved.
+    sealed: Option<Box<Record>>,
+    /// Verified under a fallback key (S9).
+    resign: bool,
+}
+
+/// The distinct verified ids of a request, in the order the client sent
+/// them, at most [`MAX_CANDIDATES`]. The first is kept in place: a browser
+/// sends one.
+#[derive(Clone)]
+pub(crate) struct Candidates {
+    first: Candidate,
+    rest: Vec<Candidate>,
+}
+
+impl Candidates {
+    fn into_iter(self) -> impl Iterator<Item = Candidate> {
+        std::iter::once(self.first).chain(self.rest)
+    }
+
+    /// Adds `candidate` unless its id is there already (copies of one id
+    /// count once); `false` when the cap is reached.
+    fn add(&mut self, candidate: Candidate) -> bool {
+        let known = std::iter::once(&self.first)
+            .chain(&self.rest)
+            .any(|c| c.hash == candidate.hash);
+        if !known {
+            if 1 + self.rest.len() == MAX_CANDIDATES {
+                return false;
+            }
+            self.rest.push(candidate);
+        }
+        true
+    }
 }
 
 /// An inline backend's store call did not complete at once: a store
@@ -253,46 +298,22 @@ macro_rules! wait_io {
 macro_rules! store_path {
     (
         $mode:tt [$($asyncness:tt)?] store: $Store:ty, handle: $handle:ident,
-        load: $load:ident, commit: $commit:ident, stored: $stored:ident,
+        lookup: $lookup:ident, commit: $commit:ident, stored: $stored:ident,
         sealed: $sealed:ident, create: $create:ident
     ) => {
         impl Shared {
-            /// Finds the first candidate that resolves to a live session (S6-S8,
-            /// S20). Values that fail verification never reach the store (S7).
-            $($asyncness)? fn $load(
+            /// The first of the request's verified ids that names a live
+            /// session (S6-S8, S20), in the order the client sent them.
+            pub(crate) $($asyncness)? fn $lookup(
                 &self,
-                headers: &HeaderMap,
+                candidates: Candidates,
                 now: Unix,
             ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
-                let mut tried: [Option<IdHash>; MAX_CANDIDATES] = [None; MAX_CANDIDATES];
-                let opened = self
-                    .candidates(headers)
-                    .take(MAX_EXAMINED)
-                    .filter_map(|value| match &self.backend {
-                        Backend::Store(_) => self
-                            .codec
-                            .verify(value)
-                            .map(|v| (v.id, None, v.by_fallback)),
-                        Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
-                            .map(|(id, record, key)| (id, Some(record), key > 0)),
-                    });
-                // Only distinct ids count toward the cap: copies of one dead
-                // id cost no store call, and must not push a live one out.
-                let mut looked_up = 0;
-                for (id, sealed, resign) in opened {
-                    if looked_up == MAX_CANDIDATES {
-                        break;
-                    }
-                    let hash = id.hash();
-                    if tried.contains(&Some(hash)) {
-                        continue;
-                    }
-                    tried[looked_up] = Some(hash);
-                    looked_up += 1;
+                for Candidate { id, hash, sealed, resign } in candidates.into_iter() {
                     let record = match (&self.backend, sealed) {
                         (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
                             Some(revoked) if wait_io!($mode, self, revoked.load(&hash))?.is_some() => continue,
-                            _ => LoadedRecord::from(record),
+                            _ => LoadedRecord::from(*record),
                         },
                         (Backend::Store(store), _) => {
                             match wait!($mode, self.$handle(&**store, Some(now))?.load(&hash)) {
@@ -446,7 +467,7 @@ macro_rules! store_path {
                         Ok(send.then(|| id_out(loaded.id, deadline)))
                     }
                     (Plan::Resign, Some(loaded)) => Ok(Some(id_out(loaded.id, loaded.expires_at))),
-                    (Plan::Nothing | Plan::Cycle | Plan::Save | Plan::Touch | Plan::Resign, _) => Ok(None),
+                    (Plan::Nothing | Plan::Refuse | Plan::Cycle | Plan::Save | Plan::Touch | Plan::Resign, _) => Ok(None),
                 }
             }
 
@@ -520,9 +541,9 @@ macro_rules! store_path {
     };
 }
 
-store_path!(async [async] store: Timed<'_>, handle: timed, load: load, commit: commit,
+store_path!(async [async] store: Timed<'_>, handle: timed, lookup: lookup, commit: commit,
     stored: commit_stored, sealed: commit_sealed, create: create);
-store_path!(sync [] store: Direct<'_>, handle: direct, load: load_in_place,
+store_path!(sync [] store: Direct<'_>, handle: direct, lookup: lookup_in_place,
     commit: commit_in_place, stored: commit_stored_in_place,
     sealed: commit_sealed_in_place, create: create_in_place);
 
@@ -560,6 +581,9 @@ enum Plan {
     Touch,
     /// Re-issue under the current key (S9).
     Resign,
+    /// Commit nothing and fail: the handler used the session before it
+    /// was loaded.
+    Refuse,
 }
 
 /// The response path failed: the store, or a cookie session too large.
@@ -626,13 +650,59 @@ impl Shared {
         memory.now_for(now.filter(|_| self.system_clock))
     }
 
-    /// The [`Session`] of a request, from what [`load`](Self::load) found.
-    fn session(
-        &self,
-        loaded: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
-        now: Unix,
-    ) -> Result<Session, StoreError> {
-        let mut state = State {
+    /// The ids the request carries whose signature holds (S7-S10, S20):
+    /// values that fail never reach the store. For cookie sessions, each
+    /// cookie is opened here.
+    fn verified(&self, headers: &HeaderMap) -> Option<Candidates> {
+        let mut found: Option<Candidates> = None;
+        for value in self.candidates(headers).take(MAX_EXAMINED) {
+            let opened = match &self.backend {
+                Backend::Store(_) => self
+                    .codec
+                    .verify(value)
+                    .map(|v| (v.id, None, v.by_fallback)),
+                Backend::Cookie(_) => unseal(&self.cookie.name, self.codec.keys(), value)
+                    .map(|(id, record, key)| (id, Some(Box::new(record)), key > 0)),
+            };
+            let Some((id, sealed, resign)) = opened else {
+                continue;
+            };
+            let candidate = Candidate {
+                hash: id.hash(),
+                id,
+                sealed,
+                resign,
+            };
+            match &mut found {
+                None => {
+                    found = Some(Candidates {
+                        first: candidate,
+                        rest: Vec::new(),
+                    })
+                }
+                Some(found) => {
+                    if !found.add(candidate) {
+                        break;
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// A request's session state before its lookup: the ids it carries,
+    /// verified; the store is asked when the session is loaded.
+    fn state(self: &Arc<Self>, headers: &HeaderMap, now: Unix) -> State {
+        let load = match self.verified(headers) {
+            Some(candidates) => Load::Pending(Box::new(Pending {
+                shared: self.clone(),
+                candidates,
+            })),
+            None => Load::Done,
+        };
+        State {
+            load,
+            error_status: self.error_status,
             default_expiry: self.expiry,
             now: Some(now),
             refresh_after: self.refresh_after,
@@ -641,13 +711,7 @@ impl Shared {
                 Backend::Store(_) => None,
             },
             ..State::default()
-        };
-        if let Some((loaded, record)) = loaded? {
-            state.loaded = Some(loaded);
-            state.values = record.values;
-            state.expiry = record.expiry;
         }
-        Ok(Session::new(state))
     }
 
     /// The response path of an inline backend: plan, commit in place,
@@ -662,6 +726,7 @@ impl Shared {
         let accessed = state.accessed;
         let outgoing = match self.plan(&state, res.status(), now) {
             Plan::Nothing => Ok(None),
+            Plan::Refuse => Err(CommitError::Session(SessionError::not_loaded())),
             plan => self.commit_in_place(plan, state, now),
         };
         self.finish(res, outgoing, accessed, now)
@@ -721,6 +786,9 @@ impl Shared {
     /// What the request's session needs (S23-S28, S32, S9). On 5xx nothing
     /// is saved by default (S28).
     fn plan(&self, state: &State, status: StatusCode, now: Unix) -> Plan {
+        if state.unloaded_use {
+            return Plan::Refuse;
+        }
         if status.is_server_error() && !self.save_on_server_error {
             return Plan::Nothing;
         }
@@ -863,21 +931,30 @@ impl Shared {
     }
 
     fn error_response<B: Default>(&self, error: CommitError) -> Response<B> {
-        let mut res = Response::new(B::default());
-        *res.status_mut() = self.error_status;
         match error {
-            CommitError::Store(error) => {
-                tracing::error!(%error, source = ?std::error::Error::source(&error), "session store call failed");
-                res.extensions_mut().insert(error);
-            }
+            CommitError::Store(error) => store_error_response(self.error_status, error),
             CommitError::Session(error) => {
+                let mut res = Response::new(B::default());
                 *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 tracing::error!(%error, "session could not be sent");
                 res.extensions_mut().insert(error);
+                res
             }
         }
-        res
     }
+}
+
+/// The answer when the store failed: the layer's error status, the error
+/// in the response's extensions and in the log, nothing for the client.
+pub(crate) fn store_error_response<B: Default>(
+    status: StatusCode,
+    error: StoreError,
+) -> Response<B> {
+    let mut res = Response::new(B::default());
+    *res.status_mut() = status;
+    tracing::error!(%error, source = ?std::error::Error::source(&error), "session store call failed");
+    res.extensions_mut().insert(error);
+    res
 }
 
 fn new_record(

@@ -3,16 +3,21 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use http::StatusCode;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::error::SessionError;
+use crate::error::{SessionError, StoreError};
 use crate::expiry::{to_datetime, Expiry, Unix};
 use crate::id::{IdHash, SessionId};
+use crate::layer::Shared;
+use crate::service::Candidates;
 #[cfg(test)]
 use crate::store::Data;
+use crate::values::LoadedRecord;
 use crate::values::Values;
 
 /// The session of the current request.
@@ -24,6 +29,14 @@ use crate::values::Values;
 /// Changes are written to the store once the handler has returned and
 /// before the response leaves; changes made after that are not saved.
 ///
+/// The layer checks the cookie's signature on every request, but reads the
+/// store only when a handler asks for the session: the extractor loads it
+/// (one store call, under the store timeout), so a page that never takes a
+/// `Session` costs no store call and does not extend the session's idle
+/// time. Outside axum, call [`load`](Self::load) before the other methods,
+/// or build the layer with
+/// [`eager_load`](crate::SessionLayerBuilder::eager_load).
+///
 /// ```
 /// # fn demo(session: session_layer::Session) -> Result<(), session_layer::SessionError> {
 /// let visits: u64 = session.get("visits")?.unwrap_or(0);
@@ -32,7 +45,38 @@ use crate::values::Values;
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    inner: Arc<Mutex<State>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Held while a store that waits looks the session up, so that
+    /// concurrent [`Session::load`] calls make one lookup.
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// Whether the request's session has been looked up.
+#[derive(Debug, Default)]
+pub(crate) enum Load {
+    /// Looked up, or there was nothing to look up.
+    #[default]
+    Done,
+    /// The request carried verified ids; the store has not been asked yet.
+    Pending(Box<Pending>),
+    /// The lookup failed; the session cannot be used in this request.
+    Failed(StoreError),
+}
+
+/// What a lookup needs: the layer, and the ids the request carried.
+pub(crate) struct Pending {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) candidates: Candidates,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
 }
 
 /// The session that a request found in the store.
@@ -50,6 +94,12 @@ pub(crate) struct Loaded {
 /// Everything one request did to its session; the response path reads it.
 #[derive(Debug, Default)]
 pub(crate) struct State {
+    pub(crate) load: Load,
+    /// A method was called before the session was loaded: the response
+    /// refuses to commit anything.
+    pub(crate) unloaded_use: bool,
+    /// The layer's status for a store that failed.
+    pub(crate) error_status: StatusCode,
     pub(crate) loaded: Option<Loaded>,
     /// The data as loaded, and what the request set, removed or cleared.
     pub(crate) values: Values,
@@ -90,25 +140,140 @@ impl State {
         self.effective_expiry()
             .refresh_due_at(last_active, now, self.refresh_after)
     }
+
+    /// Takes in what a lookup found.
+    fn loaded(
+        &mut self,
+        found: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
+    ) -> Result<(), StoreError> {
+        match found {
+            Ok(found) => {
+                self.load = Load::Done;
+                if let Some((loaded, record)) = found {
+                    self.loaded = Some(loaded);
+                    self.values = record.values;
+                    self.expiry = record.expiry;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.load = Load::Failed(error.clone());
+                Err(error)
+            }
+        }
+    }
 }
 
 impl Session {
     pub(crate) fn new(state: State) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(state)),
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                loading: tokio::sync::Mutex::const_new(()),
+            }),
         }
     }
 
     /// Locks for one synchronous step. A panic in another handle's call
     /// cannot leave the state half-changed, so a poisoned lock is usable.
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The state for a method. Before the session is loaded there is
+    /// nothing to read: the method sees an empty session, and the response
+    /// commits nothing and fails (see [`load`](Self::load)).
     fn read(&self) -> MutexGuard<'_, State> {
         let mut state = self.state();
+        if !matches!(state.load, Load::Done) && !state.unloaded_use {
+            state.unloaded_use = true;
+            tracing::error!(
+                "a Session method was called before the session was loaded: \
+                 call `Session::load().await` first, or build the layer with `eager_load(true)`; \
+                 this response commits nothing"
+            );
+        }
         state.accessed = true;
         state
+    }
+
+    /// [`read`](Self::read) for methods that can say no.
+    fn read_loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
+        let state = self.read();
+        match state.unloaded_use {
+            true => Err(SessionError::not_loaded()),
+            false => Ok(state),
+        }
+    }
+
+    /// Looks the session up in the store, once per request; later calls,
+    /// and calls on other handles of the same session, return at once with
+    /// the same outcome. The axum extractor calls it (a failure becomes the
+    /// layer's error response, 503 by default), and so does the layer itself
+    /// with [`eager_load`](crate::SessionLayerBuilder::eager_load). Outside
+    /// axum, call it before the other methods: before it, they see an empty
+    /// session, `get` and `insert` fail with
+    /// [`SessionErrorKind::NotLoaded`](crate::SessionErrorKind::NotLoaded),
+    /// and the response commits nothing and is an error (500).
+    ///
+    /// Each store call runs under the layer's store timeout.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        match self.load_in_place() {
+            Some(done) => done,
+            // Out of line: this future is part of every handler's.
+            None => Box::pin(self.look_up()).await,
+        }
+    }
+
+    /// [`load`](Self::load) from a store that waits: one lookup at a time.
+    /// A lookup that is dropped half-way leaves the session to look up,
+    /// for the next call.
+    async fn look_up(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.inner.loading.lock().await;
+        let (shared, candidates, now) = {
+            let state = self.state();
+            match &state.load {
+                Load::Done => return Ok(()),
+                Load::Failed(error) => return Err(error.clone()),
+                Load::Pending(pending) => (
+                    pending.shared.clone(),
+                    pending.candidates.clone(),
+                    state.now.unwrap_or_default(),
+                ),
+            }
+        };
+        let found = shared.lookup(candidates, now).await;
+        let mut state = self.state();
+        match state.load {
+            Load::Pending(_) => state.loaded(found),
+            // The response was committed meanwhile: there is nothing to fill.
+            _ => Ok(()),
+        }
+    }
+
+    /// The outcome of [`load`](Self::load), when it needs no waiting: the
+    /// session was looked up already, or its store never waits.
+    pub(crate) fn load_in_place(&self) -> Option<Result<(), StoreError>> {
+        let mut state = self.state();
+        match &state.load {
+            Load::Done => Some(Ok(())),
+            Load::Failed(error) => Some(Err(error.clone())),
+            Load::Pending(pending) if pending.shared.inline() => {
+                let Load::Pending(pending) = std::mem::take(&mut state.load) else {
+                    unreachable!("matched above")
+                };
+                let now = state.now.unwrap_or_default();
+                let found = pending.shared.lookup_in_place(pending.candidates, now);
+                Some(state.loaded(found))
+            }
+            Load::Pending(_) => None,
+        }
+    }
+
+    /// The status the layer answers a failed store with.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn error_status(&self) -> StatusCode {
+        self.state().error_status
     }
 
     /// Takes the request's state out for the response path.
@@ -119,7 +284,7 @@ impl Session {
     /// The value under `key`, deserialized; `Ok(None)` if there is none, an
     /// error if it has another type.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        self.read()
+        self.read_loaded()?
             .values
             .get(key)
             .map(|v| v.map_err(SessionError::deserialize))
@@ -146,7 +311,7 @@ impl Session {
                 format_args!("the value is nested deeper than {MAX_NESTING} arrays and objects"),
             )));
         }
-        let mut state = self.read();
+        let mut state = self.read_loaded()?;
         let Some(undo) = state.values.set(key, value) else {
             return Ok(());
         };

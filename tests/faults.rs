@@ -203,15 +203,36 @@ async fn s36_a_failing_store_gives_the_configured_status_with_the_error_in_exten
 }
 
 #[tokio::test]
-#[ignore = "design: the session is loaded before the handler runs, so with the store down \
-            every request that carries a session cookie fails, even one whose handler never \
-            touches the session (a health check, a static page under the layer)"]
 async fn s36_a_store_outage_does_not_fail_pages_that_never_touch_the_session() {
-    let h = Harness::new();
+    let h = Harness::with(|b| b.error_status(StatusCode::SERVICE_UNAVAILABLE));
     let pair = h.new_session().await;
     h.store.fail(Op::Load, Fault::Backend);
+    let loads = h.store.calls(Op::Load);
+    // A health check or a static page under the layer: no store call, so
+    // the outage does not reach it.
     let reply = h.get("/", &[&pair]).await;
-    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(h.store.calls(Op::Load), loads);
+    // A page that takes the session gets the layer's error response.
+    let reply = h.get("/get/user", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reply.extensions.get::<StoreError>().map(StoreError::kind),
+        Some(StoreErrorKind::Backend)
+    );
+    assert_eq!(h.store.calls(Op::Load), loads + 1);
+
+    // With `eager_load`, the layer loads before the handler: every page
+    // with a session cookie fails while the store is down.
+    let eager = Harness::with(|b| {
+        b.error_status(StatusCode::SERVICE_UNAVAILABLE)
+            .eager_load(true)
+    });
+    let pair = eager.new_session().await;
+    eager.store.fail(Op::Load, Fault::Backend);
+    let reply = eager.get("/", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body, "", "the handler did not run");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1338,3 +1338,252 @@ async fn expires_at_agrees_with_an_ending_or_resealed_session() {
     assert_eq!(max_age, Duration::minutes(40));
     assert_eq!(read.body, (now() + 40 * 60).to_string());
 }
+
+// --- loading when the handler asks ----------------------------------------------
+
+/// Routes that use the session the way a service outside axum does: taken
+/// from the request's extensions, so loading is up to the handler.
+fn extension_routes() -> Router {
+    use axum::extract::Request;
+    use tokio::time::{timeout, Duration as StdDuration};
+    let session = |req: &Request| req.extensions().get::<Session>().unwrap().clone();
+    routes()
+        // Two handles load at once: one lookup.
+        .route(
+            "/twice",
+            get(move |req: Request| async move {
+                let (a, b) = (session(&req), session(&req));
+                let (x, y) = tokio::join!(a.load(), b.load());
+                x.unwrap();
+                y.unwrap();
+                a.get::<String>("user").unwrap().unwrap_or_default()
+            }),
+        )
+        // A load given up half-way (the store is slow), then one to the end.
+        .route(
+            "/give-up",
+            get(move |req: Request| async move {
+                let s = session(&req);
+                let first = timeout(StdDuration::from_millis(10), s.load()).await;
+                assert!(first.is_err(), "the slow store answered in 10 ms");
+                s.load().await.unwrap();
+                s.get::<String>("user").unwrap().unwrap_or_default()
+            }),
+        )
+        // Uses the session without loading it.
+        .route(
+            "/unloaded-get",
+            get(move |req: Request| async move {
+                let s = session(&req);
+                match s.get::<String>("user") {
+                    Err(e) if e.kind() == SessionErrorKind::NotLoaded => "not loaded".to_owned(),
+                    other => format!("{other:?}"),
+                }
+            }),
+        )
+        .route(
+            "/unloaded-logout",
+            post(move |req: Request| async move {
+                session(&req).destroy();
+                "bye"
+            }),
+        )
+        .route(
+            "/unloaded-insert",
+            post(move |req: Request| async move {
+                let s = session(&req);
+                let refused = s.insert("user", "mallory").unwrap_err().kind();
+                // Loading afterwards does not make the session usable: the
+                // handler already saw it empty.
+                s.load().await.unwrap();
+                let again = s.insert("user", "mallory").unwrap_err().kind();
+                format!("{refused:?} {again:?}")
+            }),
+        )
+}
+
+#[tokio::test]
+async fn a_page_that_never_takes_the_session_costs_no_store_call_and_sends_nothing() {
+    let h = Harness::with(|b| b.expiry(Expiry::idle(Duration::minutes(10))));
+    let pair = h.new_session().await;
+    let calls = h.store.total_calls();
+    for _ in 0..5 {
+        let reply = h.get("/", &[&pair]).await;
+        assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "ok"));
+        assert!(reply.set_cookies().is_empty());
+        assert!(reply.header("vary").is_empty());
+    }
+    assert_eq!(h.store.total_calls(), calls, "no store call at all");
+    // A page that reads: one load.
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
+    assert_eq!(h.store.calls(Op::Load), 1);
+    assert_eq!(h.store.total_calls(), calls + 1);
+    // An untouched page does not extend the idle time; a read does.
+    h.advance(Duration::minutes(6));
+    let _ = h.get("/", &[&pair]).await;
+    h.advance(Duration::minutes(6));
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "none", "expired");
+    let pair = h.new_session().await;
+    h.advance(Duration::minutes(6));
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
+    h.advance(Duration::minutes(6));
+    assert_eq!(
+        h.get("/get/user", &[&pair]).await.body,
+        "alice",
+        "refreshed"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_in_place_an_untouched_page_neither_loads_nor_extends() {
+    // The in-place path: the same rule, seen through the idle deadline.
+    let clock = session_layer::clock::ManualClock::new();
+    let store = session_layer::MemoryStore::with_clock(clock.clone());
+    let layer = SessionLayer::builder(store.clone(), key())
+        .clock(clock.clone())
+        .expiry(Expiry::idle(Duration::minutes(10)))
+        .build()
+        .unwrap();
+    let app = routes().layer(layer);
+    let pair = send(&app, request("POST", "/set/user/ada", &[]))
+        .await
+        .pair();
+    let before = stored(&store, &hash_of(&pair)).await.unwrap();
+    // Past the point where a read refreshes the idle deadline.
+    clock.advance(Duration::minutes(6));
+    for _ in 0..3 {
+        let reply = send(&app, request("GET", "/", &[&pair])).await;
+        assert!(reply.set_cookies().is_empty() && reply.header("vary").is_empty());
+    }
+    assert_eq!(stored(&store, &hash_of(&pair)).await.unwrap(), before);
+    let reply = send(&app, request("GET", "/get/user", &[&pair])).await;
+    assert_eq!(reply.body, "ada");
+    assert_eq!(reply.header("vary"), ["Cookie"]);
+    let after = stored(&store, &hash_of(&pair)).await.unwrap();
+    assert!(
+        after.expires_at > before.expires_at,
+        "the read refreshed it"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_loads_of_one_session_make_one_lookup_and_a_dropped_load_is_retried() {
+    let h = Harness::with_routes(extension_routes(), |b| b);
+    let pair = h.new_session().await;
+    h.store
+        .fail(Op::Load, Fault::Delay(std::time::Duration::from_millis(50)));
+    assert_eq!(h.get("/twice", &[&pair]).await.body, "alice");
+    assert_eq!(h.store.calls(Op::Load), 1);
+    let reply = h.get("/give-up", &[&pair]).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "alice")
+    );
+    assert_eq!(
+        h.store.calls(Op::Load),
+        3,
+        "the dropped lookup, then one more"
+    );
+}
+
+#[tokio::test]
+async fn a_session_used_before_it_is_loaded_commits_nothing_and_fails_loudly() {
+    for in_place in [false, true] {
+        let (h, store) = if in_place {
+            let store = session_layer::MemoryStore::new();
+            let layer = SessionLayer::builder(store.clone(), key()).build().unwrap();
+            let h = Harness::with_routes(extension_routes(), |b| b);
+            (
+                Harness {
+                    app: extension_routes().layer(layer),
+                    ..h
+                },
+                store,
+            )
+        } else {
+            let h = Harness::with_routes(extension_routes(), |b| b);
+            let store = h.store.memory.clone();
+            (h, store)
+        };
+        let pair = h.new_session().await;
+        let hash = hash_of(&pair);
+        let before = stored(&store, &hash).await.unwrap();
+        // A read before `load` is an error, and the response is a 500.
+        let reply = h.get("/unloaded-get", &[&pair]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{in_place}"
+        );
+        assert_eq!(
+            reply
+                .extensions
+                .get::<SessionError>()
+                .map(SessionError::kind),
+            Some(SessionErrorKind::NotLoaded)
+        );
+        assert!(reply.set_cookies().is_empty());
+        // A logout before `load` is not carried out half-way: nothing is
+        // deleted, and the client is told it failed, not that it worked.
+        let reply = h.post("/unloaded-logout", &[&pair]).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(reply.set_cookies().is_empty());
+        // A write before `load` is refused, and one after it in the same
+        // request is not saved either.
+        let reply = h.post("/unloaded-insert", &[&pair]).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(stored(&store, &hash).await.unwrap(), before, "{in_place}");
+        assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
+    }
+}
+
+#[tokio::test]
+async fn eager_load_serves_services_that_never_call_load() {
+    use axum::extract::Request;
+    // A handler that uses the session straight from the extensions.
+    let count = |req: Request| async move {
+        let s = req.extensions().get::<Session>().unwrap().clone();
+        let n = s.get::<u64>("n").unwrap().unwrap_or(0) + 1;
+        s.insert("n", n).unwrap();
+        n.to_string()
+    };
+    let boxed = Harness::with_routes(Router::new().route("/", get(count)), |b| b.eager_load(true));
+    let store = session_layer::MemoryStore::new();
+    let in_place = Router::new().route("/", get(count)).layer(
+        SessionLayer::builder(store, key())
+            .eager_load(true)
+            .build()
+            .unwrap(),
+    );
+    for app in [boxed.app.clone(), in_place] {
+        let first = send(&app, request("GET", "/", &[])).await;
+        let pair = first.pair();
+        assert_eq!(first.body, "1");
+        assert_eq!(send(&app, request("GET", "/", &[&pair])).await.body, "2");
+        assert_eq!(send(&app, request("GET", "/", &[&pair])).await.body, "3");
+    }
+    assert_eq!(boxed.store.calls(Op::Load), 2);
+}
+
+#[tokio::test]
+async fn option_session_rejects_when_the_store_fails() {
+    let routes = routes().route(
+        "/optional",
+        get(
+            |s: Option<Session>| async move { format!("{:?}", s.map(|s| s.get::<String>("user"))) },
+        ),
+    );
+    let h = Harness::with_routes(routes, |b| b.error_status(StatusCode::BAD_GATEWAY));
+    let pair = h.new_session().await;
+    assert_eq!(
+        h.get("/optional", &[&pair]).await.body,
+        "Some(Ok(Some(\"alice\")))"
+    );
+    h.store.fail(Op::Load, Fault::Backend);
+    let reply = h.get("/optional", &[&pair]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert!(reply
+        .extensions
+        .get::<session_layer::StoreError>()
+        .is_some());
+}

@@ -40,7 +40,8 @@
 
 use std::convert::Infallible;
 use std::fmt::{Debug, Display};
-use std::future::{poll_fn, ready, Ready};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
@@ -980,33 +981,41 @@ struct Handler;
 impl Service<Request<()>> for Handler {
     type Response = Response<String>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<String>, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<()>) -> Self::Future {
-        let Some(session) = req.extensions().get::<Session>() else {
-            return ready(Ok(Response::new("no session layer".into())));
-        };
-        let body = if req.uri().path() == "/write" {
-            let mark = req
-                .headers()
-                .get("x-mark")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            match session.insert("mark", mark) {
-                Ok(()) => "written".to_owned(),
-                Err(e) => e.to_string(),
+        Box::pin(async move {
+            let Some(session) = req.extensions().get::<Session>() else {
+                return Ok(Response::new("no session layer".into()));
+            };
+            // As a handler outside axum does: load, then use.
+            if let Err(e) = session.load().await {
+                let mut res = Response::new(e.to_string());
+                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                return Ok(res);
             }
-        } else {
-            match session.get::<String>("mark") {
-                Ok(mark) => mark.unwrap_or_else(|| "none".into()),
-                Err(e) => e.to_string(),
-            }
-        };
-        ready(Ok(Response::new(body)))
+            let body = if req.uri().path() == "/write" {
+                let mark = req
+                    .headers()
+                    .get("x-mark")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                match session.insert("mark", mark) {
+                    Ok(()) => "written".to_owned(),
+                    Err(e) => e.to_string(),
+                }
+            } else {
+                match session.get::<String>("mark") {
+                    Ok(mark) => mark.unwrap_or_else(|| "none".into()),
+                    Err(e) => e.to_string(),
+                }
+            };
+            Ok(Response::new(body))
+        })
     }
 }
 
