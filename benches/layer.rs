@@ -147,5 +147,48 @@ fn layer(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, layer);
+/// Ours on a real Redis (`SESSION_LAYER_REDIS_URL`, e.g.
+/// `redis://127.0.0.1:6379`; skipped without it): a page that never takes
+/// the session, and a read, with the session loaded when the handler asks
+/// (the default) and with `eager_load(true)`, the layer loading before the
+/// handler. The difference on `cookie_untouched` is the store round trip
+/// that loading on first use saves. Needs `--features redis-store`.
+#[cfg(feature = "redis-store")]
+fn redis(c: &mut Criterion) {
+    let Ok(url) = std::env::var("SESSION_LAYER_REDIS_URL") else {
+        eprintln!("layer/redis: SESSION_LAYER_REDIS_URL is not set; skipped");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = rt
+        .block_on(session_layer::RedisStore::connect(&url))
+        .expect("Redis at SESSION_LAYER_REDIS_URL")
+        .key_prefix("session-layer-bench:");
+    for (name, path) in [("cookie_untouched", "/plain"), ("read", "/read")] {
+        let mut group = c.benchmark_group(format!("layer/redis/{name}"));
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+        for eager in [false, true] {
+            let app = apps::ours_on(store.clone().into(), |b| b.eager_load(eager)).with_state(());
+            let cookie = rt.block_on(sign_in(&app));
+            let label = if eager { "ours-eager-load" } else { "ours" };
+            group.bench_function(label, |b| {
+                b.to_async(&rt).iter(|| {
+                    let req = request(path, Some(&cookie));
+                    let app = app.clone();
+                    async move { black_box(app.oneshot(req).await.unwrap()) }
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+#[cfg(not(feature = "redis-store"))]
+fn redis(_: &mut Criterion) {}
+
+criterion_group!(benches, layer, redis);
 criterion_main!(benches);

@@ -112,7 +112,11 @@ where
 
     let res = inner.call(req).await?;
 
-    let state = session.take_state();
+    let mut state = session.take_state();
+    if let Some(pending) = state.late_lookup(shared.commits(res.status())) {
+        let found = shared.lookup(pending.candidates, now).await;
+        shared.late_loaded(&mut state, found);
+    }
     let accessed = state.accessed;
     // Most requests commit nothing: decide that here, and keep the commit
     // future (the largest part of this one) out of line, so the future
@@ -149,6 +153,11 @@ pub(crate) struct Candidates {
 impl Candidates {
     fn into_iter(self) -> impl Iterator<Item = Candidate> {
         std::iter::once(self.first).chain(self.rest)
+    }
+
+    /// Whether any came under a fallback key.
+    pub(crate) fn any_resign(&self) -> bool {
+        self.first.resign || self.rest.iter().any(|c| c.resign)
     }
 
     /// Adds `candidate` unless its id is there already (copies of one id
@@ -722,7 +731,11 @@ impl Shared {
         res: Response<B>,
         now: Unix,
     ) -> Response<B> {
-        let state = session.take_state();
+        let mut state = session.take_state();
+        if let Some(pending) = state.late_lookup(self.commits(res.status())) {
+            let found = self.lookup_in_place(pending.candidates, now);
+            self.late_loaded(&mut state, found);
+        }
         let accessed = state.accessed;
         let outgoing = match self.plan(&state, res.status(), now) {
             Plan::Nothing => Ok(None),
@@ -783,13 +796,31 @@ impl Shared {
         cookies.into_iter().flatten().chain(tokens)
     }
 
+    /// Whether a response with `status` commits the session (S28).
+    fn commits(&self, status: StatusCode) -> bool {
+        !status.is_server_error() || self.save_on_server_error
+    }
+
+    /// Takes in a lookup made on the response path (see
+    /// [`State::late_lookup`]). A failure costs the page nothing: the
+    /// session is left as it is, to be re-signed by a later request.
+    fn late_loaded(
+        &self,
+        state: &mut State,
+        found: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
+    ) {
+        if let Err(error) = state.loaded(found) {
+            tracing::warn!(%error, "session under a fallback key not re-signed: the store failed");
+        }
+    }
+
     /// What the request's session needs (S23-S28, S32, S9). On 5xx nothing
     /// is saved by default (S28).
     fn plan(&self, state: &State, status: StatusCode, now: Unix) -> Plan {
         if state.unloaded_use {
             return Plan::Refuse;
         }
-        if status.is_server_error() && !self.save_on_server_error {
+        if !self.commits(status) {
             return Plan::Nothing;
         }
         let Some(loaded) = &state.loaded else {

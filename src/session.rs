@@ -142,7 +142,7 @@ impl State {
     }
 
     /// Takes in what a lookup found.
-    fn loaded(
+    pub(crate) fn loaded(
         &mut self,
         found: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
     ) -> Result<(), StoreError> {
@@ -160,6 +160,22 @@ impl State {
                 self.load = Load::Failed(error.clone());
                 Err(error)
             }
+        }
+    }
+
+    /// The lookup of a session that the handler never asked for, when the
+    /// response needs it after all: a cookie under a fallback key is
+    /// re-signed (S9), and re-signing a persistent cookie needs the stored
+    /// deadline. Not for a response that commits nothing (5xx).
+    pub(crate) fn late_lookup(&mut self, commits: bool) -> Option<Box<Pending>> {
+        match &self.load {
+            Load::Pending(pending) if commits && pending.candidates.any_resign() => {
+                match std::mem::take(&mut self.load) {
+                    Load::Pending(pending) => Some(pending),
+                    _ => None,
+                }
+            }
+            _ => None,
         }
     }
 }

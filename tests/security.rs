@@ -351,6 +351,70 @@ async fn s9_fallback_keys_verify_only_the_current_key_signs_and_old_cookies_are_
 }
 
 #[tokio::test]
+async fn s9_a_page_that_never_takes_the_session_still_re_signs_a_fallback_cookie() {
+    let old_key = Key::try_from(&[1u8; 32][..]).unwrap();
+    let new_key = Key::try_from(&[2u8; 32][..]).unwrap();
+    let remember = |b: session_layer::SessionLayerBuilder| b.expiry(REMEMBER_ME);
+    // The boxed path (a wrapped store) and the in-place one (`MemoryStore`).
+    let h = Harness::new();
+    let memory = session_layer::MemoryStore::new();
+    let in_place = |key: Key, rotated: bool| {
+        let b = remember(SessionLayer::builder(memory.clone(), key));
+        let b = if rotated {
+            b.fallback_key(old_key.clone())
+        } else {
+            b
+        };
+        routes().layer(b.build().unwrap())
+    };
+    let apps = [
+        (
+            h.sibling(old_key.clone(), remember),
+            h.sibling(new_key.clone(), |b| {
+                remember(b).fallback_key(old_key.clone())
+            }),
+            h.sibling(new_key.clone(), remember),
+        ),
+        (
+            in_place(old_key.clone(), false),
+            in_place(new_key.clone(), true),
+            in_place(new_key.clone(), false),
+        ),
+    ];
+    for (before, rotated, new_only) in apps {
+        let old_pair = send(&before, request("POST", "/set/user/alice", &[]))
+            .await
+            .pair();
+        let reply = send(&rotated, request("GET", "/", &[&old_pair])).await;
+        assert_eq!(reply.body, "ok");
+        let cookie = reply
+            .cookie()
+            .expect("re-signed on a page that ignores the session");
+        assert_eq!(raw_id(cookie.value()), raw_id(value_of(&old_pair)));
+        // A persistent session keeps its Max-Age (from the stored deadline).
+        assert!(
+            cookie.max_age().is_some_and(|age| age.whole_days() >= 29),
+            "{cookie}"
+        );
+        let resigned = format!("id={}", cookie.value());
+        assert_eq!(
+            send(&new_only, request("GET", "/get/user", &[&resigned]))
+                .await
+                .body,
+            "alice"
+        );
+        // A current-key cookie on such a page: nothing sent.
+        let reply = send(&rotated, request("GET", "/", &[&resigned])).await;
+        assert!(reply.set_cookies().is_empty());
+    }
+    // On the boxed path that cost one load, and a current-key cookie none.
+    let loads = h.store.calls(Op::Load);
+    let pair = h.new_session().await;
+    let _ = h.get("/", &[&pair]).await;
+    assert_eq!(h.store.calls(Op::Load), loads);
+}
+
+#[tokio::test]
 async fn s10_a_value_signed_for_another_cookie_name_is_rejected() {
     let h = Harness::new();
     let a = h.sibling(key(), |b| b.cookie_name("a"));

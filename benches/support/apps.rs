@@ -176,6 +176,17 @@ pub(crate) fn bare_spinning(ns: u64) -> Router {
 }
 
 pub(crate) fn ours(store: session_layer::MemoryStore) -> Router {
+    ours_on(store.into(), |layer: session_layer::SessionLayerBuilder| {
+        layer
+    })
+}
+
+/// Ours on any store, its layer set up by `configure` (for the store
+/// benchmarks: `eager_load`, say).
+pub(crate) fn ours_on(
+    store: session_layer::Storage,
+    configure: impl FnOnce(session_layer::SessionLayerBuilder) -> session_layer::SessionLayerBuilder,
+) -> Router {
     use session_layer::{Key, Session, SessionError, SessionLayer};
 
     async fn signin(session: Session) -> Result<&'static str, SessionError> {
@@ -196,8 +207,7 @@ pub(crate) fn ours(store: session_layer::MemoryStore) -> Router {
         Ok("created")
     }
 
-    let layer = SessionLayer::builder(store, Key::generate())
-        .secure(false)
+    let layer = configure(SessionLayer::builder(store, Key::generate()).secure(false))
         .build()
         .expect("valid settings");
     Router::new()
