@@ -111,6 +111,9 @@ pub enum SessionErrorKind {
     /// The session was used before [`Session::load`](crate::Session::load):
     /// there was nothing to read, and the response commits nothing.
     NotLoaded,
+    /// The response has been committed (a task that outlived its request):
+    /// the session can no longer be read or changed.
+    Committed,
 }
 
 /// An error from a [`Session`](crate::Session) method. With the `axum`
@@ -143,6 +146,13 @@ impl SessionError {
         }
     }
 
+    pub(crate) fn committed() -> Self {
+        Self {
+            kind: SessionErrorKind::Committed,
+            source: None,
+        }
+    }
+
     pub(crate) fn not_loaded() -> Self {
         Self {
             kind: SessionErrorKind::NotLoaded,
@@ -162,6 +172,7 @@ impl fmt::Display for SessionError {
             SessionErrorKind::Serialize => "session value could not be serialized",
             SessionErrorKind::Deserialize => "session value has another type",
             SessionErrorKind::TooLarge => "session is too large for a cookie",
+            SessionErrorKind::Committed => "session used after its response was committed",
             SessionErrorKind::NotLoaded => {
                 "session used before it was loaded: call `Session::load().await` first"
             }

@@ -53,6 +53,7 @@
 pub mod clock;
 mod config;
 mod cookie;
+mod ended;
 mod error;
 mod expiry;
 #[cfg(feature = "axum")]

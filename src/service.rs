@@ -113,9 +113,9 @@ where
     let res = inner.call(req).await?;
 
     let mut state = session.take_state();
-    if let Some(pending) = state.late_lookup(shared.commits(res.status())) {
-        let found = shared.lookup(pending.candidates, now).await;
-        shared.late_loaded(&mut state, found);
+    if let Some(mut pending) = state.late_lookup(shared.commits(res.status())) {
+        let found = shared.lookup(&mut pending.candidates, now).await;
+        shared.late_loaded(&mut state, pending, found);
     }
     let accessed = state.accessed;
     // Most requests commit nothing: decide that here, and keep the commit
@@ -151,21 +151,23 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
-    fn into_iter(self) -> impl Iterator<Item = Candidate> {
-        std::iter::once(self.first).chain(self.rest)
+    fn iter(&self) -> impl Iterator<Item = &Candidate> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Candidate> {
+        std::iter::once(&mut self.first).chain(&mut self.rest)
     }
 
     /// Whether any came under a fallback key.
     pub(crate) fn any_resign(&self) -> bool {
-        self.first.resign || self.rest.iter().any(|c| c.resign)
+        self.iter().any(|c| c.resign)
     }
 
     /// Adds `candidate` unless its id is there already (copies of one id
     /// count once); `false` when the cap is reached.
     fn add(&mut self, candidate: Candidate) -> bool {
-        let known = std::iter::once(&self.first)
-            .chain(&self.rest)
-            .any(|c| c.hash == candidate.hash);
+        let known = self.iter().any(|c| c.hash == candidate.hash);
         if !known {
             if 1 + self.rest.len() == MAX_CANDIDATES {
                 return false;
@@ -315,11 +317,12 @@ macro_rules! store_path {
             /// session (S6-S8, S20), in the order the client sent them.
             pub(crate) $($asyncness)? fn $lookup(
                 &self,
-                candidates: Candidates,
+                candidates: &mut Candidates,
                 now: Unix,
             ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
-                for Candidate { id, hash, sealed, resign } in candidates.into_iter() {
-                    let record = match (&self.backend, sealed) {
+                for candidate in candidates.iter_mut() {
+                    let (id, hash, resign) = (candidate.id, candidate.hash, candidate.resign);
+                    let record = match (&self.backend, candidate.sealed.take()) {
                         (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
                             Some(revoked) if wait_io!($mode, self, revoked.load(&hash))?.is_some() => continue,
                             _ => LoadedRecord::from(*record),
@@ -393,12 +396,14 @@ macro_rules! store_path {
                     (Plan::End { then_create: false }, _) => {
                         if let Some(old) = old {
                             wait!($mode, store.delete(&old))?;
+                            self.ended.insert(old, now);
                         }
                         Ok(Some(Outgoing::Removal))
                     }
                     (Plan::Create | Plan::End { .. }, _) => {
                         if let (Plan::End { .. }, Some(old)) = (plan, old) {
                             wait!($mode, store.delete(&old))?;
+                            self.ended.insert(old, now);
                         }
                         // Values set after `destroy` start over: new id, new times.
                         let deadline = expiry.deadline_at(now, now);
@@ -444,6 +449,7 @@ macro_rules! store_path {
                             wait!($mode, store.delete(&id.hash()))?;
                             return Ok(None);
                         }
+                        self.ended.insert(loaded.hash, now);
                         Ok(Some(Outgoing::Id {
                             id,
                             max_age: expiry.max_age_at(deadline, now),
@@ -706,8 +712,9 @@ impl Shared {
             Some(candidates) => Load::Pending(Box::new(Pending {
                 shared: self.clone(),
                 candidates,
+                ends_seen: self.ended.latest(),
             })),
-            None => Load::Done,
+            None => Load::Unasked,
         };
         State {
             load,
@@ -732,9 +739,9 @@ impl Shared {
         now: Unix,
     ) -> Response<B> {
         let mut state = session.take_state();
-        if let Some(pending) = state.late_lookup(self.commits(res.status())) {
-            let found = self.lookup_in_place(pending.candidates, now);
-            self.late_loaded(&mut state, found);
+        if let Some(mut pending) = state.late_lookup(self.commits(res.status())) {
+            let found = self.lookup_in_place(&mut pending.candidates, now);
+            self.late_loaded(&mut state, pending, found);
         }
         let accessed = state.accessed;
         let outgoing = match self.plan(&state, res.status(), now) {
@@ -796,6 +803,18 @@ impl Shared {
         cookies.into_iter().flatten().chain(tokens)
     }
 
+    /// Whether the request carried an id of a session that this layer
+    /// ended or rotated while the request was on its way.
+    fn ended_meanwhile(&self, state: &State) -> bool {
+        match &state.load {
+            Load::Missed(pending) => self.ended.since(
+                pending.candidates.iter().map(|c| &c.hash),
+                pending.ends_seen,
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether a response with `status` commits the session (S28).
     fn commits(&self, status: StatusCode) -> bool {
         !status.is_server_error() || self.save_on_server_error
@@ -807,9 +826,10 @@ impl Shared {
     fn late_loaded(
         &self,
         state: &mut State,
+        pending: Box<Pending>,
         found: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
     ) {
-        if let Err(error) = state.loaded(found) {
+        if let Err(error) = state.loaded(pending, found) {
             tracing::warn!(%error, "session under a fallback key not re-signed: the store failed");
         }
     }
@@ -824,8 +844,15 @@ impl Shared {
             return Plan::Nothing;
         }
         let Some(loaded) = &state.loaded else {
-            // No stored session: store one only if the handler wrote (S23).
+            // No stored session: store one only if the handler wrote (S23),
+            // and not if the request's own session was ended or rotated by
+            // another request since it was sent (S27, see `RecentlyEnded`).
             return if state.values.is_empty() {
+                Plan::Nothing
+            } else if self.ended_meanwhile(state) {
+                tracing::debug!(
+                    "session ended by another request before this one looked; changes dropped"
+                );
                 Plan::Nothing
             } else {
                 Plan::Create

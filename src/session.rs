@@ -61,16 +61,26 @@ pub(crate) enum Load {
     /// Looked up, or there was nothing to look up.
     #[default]
     Done,
+    /// The request carried no verified id: nothing to look up, but the
+    /// session is still to be loaded before use, as with one.
+    Unasked,
+    /// The response has been committed: the handle is empty for good.
+    Committed,
     /// The request carried verified ids; the store has not been asked yet.
     Pending(Box<Pending>),
+    /// Looked up: none of the request's verified ids names a live session.
+    Missed(Box<Pending>),
     /// The lookup failed; the session cannot be used in this request.
     Failed(StoreError),
 }
 
 /// What a lookup needs: the layer, and the ids the request carried.
+#[derive(Clone)]
 pub(crate) struct Pending {
     pub(crate) shared: Arc<Shared>,
     pub(crate) candidates: Candidates,
+    /// The layer's count of ended sessions when the request started.
+    pub(crate) ends_seen: u64,
 }
 
 impl fmt::Debug for Pending {
@@ -141,19 +151,22 @@ impl State {
             .refresh_due_at(last_active, now, self.refresh_after)
     }
 
-    /// Takes in what a lookup found.
+    /// Takes in what the lookup of `pending` found.
     pub(crate) fn loaded(
         &mut self,
+        pending: Box<Pending>,
         found: Result<Option<(Loaded, LoadedRecord)>, StoreError>,
     ) -> Result<(), StoreError> {
         match found {
-            Ok(found) => {
+            Ok(Some((loaded, record))) => {
                 self.load = Load::Done;
-                if let Some((loaded, record)) = found {
-                    self.loaded = Some(loaded);
-                    self.values = record.values;
-                    self.expiry = record.expiry;
-                }
+                self.loaded = Some(loaded);
+                self.values = record.values;
+                self.expiry = record.expiry;
+                Ok(())
+            }
+            Ok(None) => {
+                self.load = Load::Missed(pending);
                 Ok(())
             }
             Err(error) => {
@@ -201,7 +214,11 @@ impl Session {
     /// commits nothing and fails (see [`load`](Self::load)).
     fn read(&self) -> MutexGuard<'_, State> {
         let mut state = self.state();
-        if !matches!(state.load, Load::Done) && !state.unloaded_use {
+        let unloaded = matches!(
+            state.load,
+            Load::Pending(_) | Load::Failed(_) | Load::Unasked
+        );
+        if unloaded && !state.unloaded_use {
             state.unloaded_use = true;
             tracing::error!(
                 "a Session method was called before the session was loaded: \
@@ -216,23 +233,30 @@ impl Session {
     /// [`read`](Self::read) for methods that can say no.
     fn read_loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         let state = self.read();
-        match state.unloaded_use {
-            true => Err(SessionError::not_loaded()),
-            false => Ok(state),
+        if state.unloaded_use {
+            Err(SessionError::not_loaded())
+        } else if matches!(state.load, Load::Committed) {
+            Err(SessionError::committed())
+        } else {
+            Ok(state)
         }
     }
 
     /// Looks the session up in the store, once per request; later calls,
     /// and calls on other handles of the same session, return at once with
     /// the same outcome. The axum extractor calls it (a failure becomes the
-    /// layer's error response, 503 by default), and so does the layer itself
+    /// layer's error response, 500 by default), and so does the layer itself
     /// with [`eager_load`](crate::SessionLayerBuilder::eager_load). Outside
     /// axum, call it before the other methods: before it, they see an empty
     /// session, `get` and `insert` fail with
     /// [`SessionErrorKind::NotLoaded`](crate::SessionErrorKind::NotLoaded),
-    /// and the response commits nothing and is an error (500).
+    /// and the response commits nothing and is an error (500), also for a
+    /// request without a session cookie.
     ///
-    /// Each store call runs under the layer's store timeout.
+    /// Each store call runs under the layer's store timeout. Once the
+    /// response has been committed (a task that outlived its request),
+    /// `load` has nothing to do and `get` and `insert` fail with
+    /// [`SessionErrorKind::Committed`](crate::SessionErrorKind::Committed).
     pub async fn load(&self) -> Result<(), StoreError> {
         match self.load_in_place() {
             Some(done) => done,
@@ -246,22 +270,22 @@ impl Session {
     /// for the next call.
     async fn look_up(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.inner.loading.lock().await;
-        let (shared, candidates, now) = {
+        let (mut pending, now) = {
             let state = self.state();
             match &state.load {
-                Load::Done => return Ok(()),
+                Load::Done | Load::Missed(_) | Load::Unasked | Load::Committed => return Ok(()),
                 Load::Failed(error) => return Err(error.clone()),
-                Load::Pending(pending) => (
-                    pending.shared.clone(),
-                    pending.candidates.clone(),
-                    state.now.unwrap_or_default(),
-                ),
+                Load::Pending(pending) => (pending.clone(), state.now.unwrap_or_default()),
             }
         };
-        let found = shared.lookup(candidates, now).await;
+        let found = pending
+            .shared
+            .clone()
+            .lookup(&mut pending.candidates, now)
+            .await;
         let mut state = self.state();
         match state.load {
-            Load::Pending(_) => state.loaded(found),
+            Load::Pending(_) => state.loaded(pending, found),
             // The response was committed meanwhile: there is nothing to fill.
             _ => Ok(()),
         }
@@ -272,15 +296,19 @@ impl Session {
     pub(crate) fn load_in_place(&self) -> Option<Result<(), StoreError>> {
         let mut state = self.state();
         match &state.load {
-            Load::Done => Some(Ok(())),
+            Load::Done | Load::Missed(_) | Load::Committed => Some(Ok(())),
+            Load::Unasked => {
+                state.load = Load::Done;
+                Some(Ok(()))
+            }
             Load::Failed(error) => Some(Err(error.clone())),
             Load::Pending(pending) if pending.shared.inline() => {
-                let Load::Pending(pending) = std::mem::take(&mut state.load) else {
+                let Load::Pending(mut pending) = std::mem::take(&mut state.load) else {
                     unreachable!("matched above")
                 };
                 let now = state.now.unwrap_or_default();
-                let found = pending.shared.lookup_in_place(pending.candidates, now);
-                Some(state.loaded(found))
+                let found = pending.shared.lookup_in_place(&mut pending.candidates, now);
+                Some(state.loaded(pending, found))
             }
             Load::Pending(_) => None,
         }
@@ -292,9 +320,14 @@ impl Session {
         self.state().error_status
     }
 
-    /// Takes the request's state out for the response path.
+    /// Takes the request's state out for the response path; the handle is
+    /// empty from then on.
     pub(crate) fn take_state(&self) -> State {
-        std::mem::take(&mut *self.state())
+        let committed = State {
+            load: Load::Committed,
+            ..State::default()
+        };
+        std::mem::replace(&mut *self.state(), committed)
     }
 
     /// The value under `key`, deserialized; `Ok(None)` if there is none, an
@@ -365,7 +398,7 @@ impl Session {
         self.read().values.contains_key(key)
     }
 
-    /// The keys, in order.
+    /// The keys, sorted.
     pub fn keys(&self) -> Vec<String> {
         self.read().values.keys()
     }

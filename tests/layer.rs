@@ -1587,3 +1587,145 @@ async fn option_session_rejects_when_the_store_fails() {
         .get::<session_layer::StoreError>()
         .is_some());
 }
+
+/// The test routes plus `/parked/{key}`: a middleware inside the layer
+/// waits until `/unpark` before the handler runs, so the session is looked
+/// up only then; the handler writes `key`.
+fn parked_routes() -> Router {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let gate = Arc::new(Notify::new());
+    let wait = {
+        let gate = gate.clone();
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                next.run(req).await
+            }
+        }
+    };
+    routes()
+        .route(
+            "/parked/{key}",
+            post(
+                |s: Session, axum::extract::Path(key): axum::extract::Path<String>| async move {
+                    let before: Option<String> = s.get("user").unwrap();
+                    s.insert(&key, "late").unwrap();
+                    format!("{before:?}")
+                },
+            )
+            .layer(axum::middleware::from_fn(wait)),
+        )
+        .route(
+            "/unpark",
+            post(move || async move {
+                gate.notify_one();
+                "unparked"
+            }),
+        )
+}
+
+#[tokio::test]
+async fn s27_a_request_that_looks_only_after_a_concurrent_sign_in_or_out_does_not_undo_it() {
+    let memory = session_layer::MemoryStore::new();
+    let boxed = Harness::with_routes(parked_routes(), |b| b);
+    let apps = [
+        (
+            parked_routes().layer(
+                SessionLayer::builder(memory.clone(), key())
+                    .build()
+                    .unwrap(),
+            ),
+            memory.clone(),
+        ),
+        (boxed.app.clone(), boxed.store.memory.clone()),
+    ];
+    for (app, store) in apps {
+        for sign_out in [false, true] {
+            let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+                .await
+                .pair();
+            // A was sent with the old id; it asks for its session only later.
+            let parked = in_flight(&app, "/parked/last_seen", &pair).await;
+            // B signs in (a new id) or out while A waits.
+            let b = if sign_out { "/logout" } else { "/login/ada" };
+            let b = send(&app, request("POST", b, &[&pair])).await;
+            let sessions = store.len();
+            let _ = send(&app, request("POST", "/unpark", &[])).await;
+            let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
+                .await
+                .expect("the parked request finishes")
+                .unwrap();
+            assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "None"));
+            // A found no session; its write starts none, and sends no cookie
+            // that would replace B's.
+            assert!(
+                a.set_cookies().is_empty(),
+                "{sign_out}: {:?}",
+                a.set_cookies()
+            );
+            assert_eq!(store.len(), sessions, "{sign_out}: no new session");
+            if !sign_out {
+                let signed_in = b.pair();
+                let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
+                assert_eq!(user.body, "ada");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_used_before_load_fails_also_without_a_cookie_and_after_the_response_it_is_gone()
+{
+    use axum::extract::Request;
+    use std::sync::{Arc, Mutex};
+    // Without a cookie, the same mistake shows on the very first request.
+    let h = Harness::with_routes(extension_routes(), |b| b);
+    let reply = h.post("/unloaded-insert", &[]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(h.store.writes(), 0);
+    // A handle kept past the response: empty for good, and says so.
+    let kept: Arc<Mutex<Option<Session>>> = Arc::default();
+    let routes = routes().route(
+        "/keep",
+        get({
+            let kept = kept.clone();
+            move |req: Request| async move {
+                let s = req.extensions().get::<Session>().unwrap().clone();
+                s.load().await.unwrap();
+                *kept.lock().unwrap() = Some(s.clone());
+                s.get::<String>("user").unwrap().unwrap_or_default()
+            }
+        }),
+    );
+    let h = Harness::with_routes(routes, |b| b);
+    let pair = h.new_session().await;
+    assert_eq!(h.get("/keep", &[&pair]).await.body, "alice");
+    let s = kept.lock().unwrap().take().unwrap();
+    s.load().await.unwrap();
+    let kind = |e: SessionError| e.kind();
+    assert_eq!(
+        s.get::<String>("user").map_err(kind),
+        Err(SessionErrorKind::Committed)
+    );
+    assert_eq!(
+        s.insert("user", "late").map_err(kind),
+        Err(SessionErrorKind::Committed)
+    );
+    assert_eq!(h.get("/get/user", &[&pair]).await.body, "alice");
+}
+
+#[tokio::test]
+async fn a_replayed_cookie_after_sign_out_still_gets_a_fresh_session_on_write() {
+    // The guard against in-flight requests (above) is for requests that
+    // started before the end; one sent after it is an unknown id (S6).
+    let h = Harness::new();
+    let pair = h.new_session().await;
+    let _ = h.post("/logout", &[&pair]).await;
+    let reply = h.post("/set/user/mallory", &[&pair]).await;
+    let fresh = reply.pair();
+    assert_ne!(raw_id(value_of(&fresh)), raw_id(value_of(&pair)));
+    assert_eq!(h.get("/get/user", &[&fresh]).await.body, "mallory");
+}
