@@ -66,13 +66,9 @@ impl RecentlyEnded {
     /// Whether any of `hashes` ended after end number `since` (what
     /// [`latest`](Self::latest) said when the request started): while the
     /// request was on its way.
-    pub(crate) fn since<'a>(
-        &self,
-        mut hashes: impl Iterator<Item = &'a IdHash>,
-        since: u64,
-    ) -> bool {
+    pub(crate) fn since(&self, mut hashes: impl Iterator<Item = IdHash>, since: u64) -> bool {
         let ids = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        hashes.any(|hash| ids.number.get(hash).is_some_and(|&n| n > since))
+        hashes.any(|hash| ids.number.get(&hash).is_some_and(|&n| n > since))
     }
 }
 
@@ -101,21 +97,21 @@ mod tests {
         let before = ended.latest();
         ended.insert(hash(1), 1_000);
         let after = ended.latest();
-        assert!(ended.since([hash(1)].iter(), before));
-        assert!(ended.since([hash(2), hash(1)].iter(), before));
+        assert!(ended.since([hash(1)].into_iter(), before));
+        assert!(ended.since([hash(2), hash(1)].into_iter(), before));
         assert!(
-            !ended.since([hash(1)].iter(), after),
+            !ended.since([hash(1)].into_iter(), after),
             "started after the end"
         );
-        assert!(!ended.since([hash(2)].iter(), before));
+        assert!(!ended.since([hash(2)].into_iter(), before));
         // An end that much later forgets the old ones.
         ended.insert(hash(2), 1_000 + KEEP);
-        assert!(!ended.since([hash(1)].iter(), before));
-        assert!(ended.since([hash(2)].iter(), before));
+        assert!(!ended.since([hash(1)].into_iter(), before));
+        assert!(ended.since([hash(2)].into_iter(), before));
         // The same id again: the later end counts.
         let between = ended.latest();
         ended.insert(hash(2), 1_000 + KEEP + 1);
-        assert!(ended.since([hash(2)].iter(), between));
+        assert!(ended.since([hash(2)].into_iter(), between));
         // Never more than the capacity.
         for n in 0..CAPACITY + 10 {
             let mut bytes = [0u8; 32];

@@ -133,8 +133,9 @@ where
 /// its cookie carried.
 #[derive(Clone)]
 pub(crate) struct Candidate {
+    /// Its hash, the store key, is taken when it is looked up: a page that
+    /// never asks for its session computes none.
     id: SessionId,
-    hash: IdHash,
     /// Boxed: most layers keep sessions in a store, and this is moved.
     sealed: Option<Box<Record>>,
     /// Verified under a fallback key (S9).
@@ -167,7 +168,7 @@ impl Candidates {
     /// Adds `candidate` unless its id is there already (copies of one id
     /// count once); `false` when the cap is reached.
     fn add(&mut self, candidate: Candidate) -> bool {
-        let known = self.iter().any(|c| c.hash == candidate.hash);
+        let known = self.iter().any(|c| c.id == candidate.id);
         if !known {
             if 1 + self.rest.len() == MAX_CANDIDATES {
                 return false;
@@ -321,7 +322,8 @@ macro_rules! store_path {
                 now: Unix,
             ) -> Result<Option<(Loaded, LoadedRecord)>, StoreError> {
                 for candidate in candidates.iter_mut() {
-                    let (id, hash, resign) = (candidate.id, candidate.hash, candidate.resign);
+                    let (id, resign) = (candidate.id, candidate.resign);
+                    let hash = id.hash();
                     let record = match (&self.backend, candidate.sealed.take()) {
                         (Backend::Cookie(cookies), Some(record)) => match &cookies.revocations {
                             Some(revoked) if wait_io!($mode, self, revoked.load(&hash))?.is_some() => continue,
@@ -682,12 +684,7 @@ impl Shared {
             let Some((id, sealed, resign)) = opened else {
                 continue;
             };
-            let candidate = Candidate {
-                hash: id.hash(),
-                id,
-                sealed,
-                resign,
-            };
+            let candidate = Candidate { id, sealed, resign };
             match &mut found {
                 None => {
                     found = Some(Candidates {
@@ -808,7 +805,7 @@ impl Shared {
     fn ended_meanwhile(&self, state: &State) -> bool {
         match &state.load {
             Load::Missed(pending) => self.ended.since(
-                pending.candidates.iter().map(|c| &c.hash),
+                pending.candidates.iter().map(|c| c.id.hash()),
                 pending.ends_seen,
             ),
             _ => false,
