@@ -48,7 +48,7 @@ pub(crate) struct Values {
     base: Base,
     /// Keys this request set (`Some`) or removed (`None`), each once, in
     /// the order first touched.
-    changes: Vec<(String, Option<Value>)>,
+    changes: Changed,
     /// `clear` was called: the base no longer counts.
     cleared: bool,
 }
@@ -76,6 +76,72 @@ enum Base {
 /// per key. Smaller sessions are walked: a few prefixes cost less than
 /// building a map.
 const INDEX_FROM: usize = 1024;
+
+/// A request's changes, in the order first touched; indexed by key once
+/// there are many, so that a request writing thousands of keys is not
+/// quadratic.
+#[derive(Debug, Default)]
+struct Changed {
+    list: Vec<(String, Option<Value>)>,
+    index: Option<Box<Positions>>,
+}
+
+/// Where each key is in [`Changed::list`].
+#[derive(Debug, Default)]
+struct Positions(HashMap<String, usize>);
+
+/// From this many changes on, [`Changed`] keeps an index.
+const INDEX_CHANGES_FROM: usize = 16;
+
+impl Changed {
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.0.get(key).copied(),
+            None => self.list.iter().position(|(k, _)| k == key),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Option<Value>> {
+        self.position(key).map(|n| &self.list[n].1)
+    }
+
+    /// Sets the change for `key`; the one it replaced, if any.
+    fn put(&mut self, key: &str, value: Option<Value>) -> Option<Option<Value>> {
+        if let Some(n) = self.position(key) {
+            return Some(std::mem::replace(&mut self.list[n].1, value));
+        }
+        if self.list.len() + 1 >= INDEX_CHANGES_FROM {
+            let list = &self.list;
+            let index = self.index.get_or_insert_with(|| {
+                let positions = list.iter().enumerate().map(|(n, (k, _))| (k.clone(), n));
+                Box::new(Positions(positions.collect()))
+            });
+            index.0.insert(key.to_owned(), list.len());
+        }
+        self.list.push((key.to_owned(), value));
+        None
+    }
+
+    /// Forgets the change for `key`.
+    fn forget(&mut self, key: &str) {
+        self.list.retain(|(k, _)| k != key);
+        // Positions moved: rebuilt by the next `put` that needs them.
+        self.index = None;
+    }
+
+    fn clear(&mut self) {
+        self.list.clear();
+        self.index = None;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(String, Option<Value>)> {
+        self.list.iter()
+    }
+}
 
 /// How to take back one [`Values::set`]: the change it replaced, if any.
 #[derive(Debug)]
@@ -114,7 +180,7 @@ impl Values {
     }
 
     fn find(&self, key: &str) -> Option<Found<'_>> {
-        if let Some((_, change)) = self.changes.iter().find(|(k, _)| k == key) {
+        if let Some(change) = self.changes.get(key) {
             return change.as_ref().map(Found::Value);
         }
         if self.cleared {
@@ -168,13 +234,7 @@ impl Values {
     /// Records `key` as set to `value` (`None`: removed); returns what it
     /// replaced, as [`set`](Self::set) needs to undo it.
     fn change(&mut self, key: &str, value: Option<Value>) -> Option<Option<Value>> {
-        match self.changes.iter_mut().find(|(k, _)| k == key) {
-            Some((_, slot)) => Some(std::mem::replace(slot, value)),
-            None => {
-                self.changes.push((key.to_owned(), value));
-                None
-            }
-        }
+        self.changes.put(key, value)
     }
 
     /// Sets `key`. `None` (and nothing changed) if it had that value;
@@ -192,7 +252,7 @@ impl Values {
             Some(before) => {
                 self.change(key, before);
             }
-            None => self.changes.retain(|(k, _)| k != key),
+            None => self.changes.forget(key),
         }
     }
 
@@ -240,7 +300,7 @@ impl Values {
                 }
             }
         }
-        for (key, change) in &self.changes {
+        for (key, change) in self.changes.iter() {
             match change {
                 Some(_) => keys.insert(key),
                 None => keys.remove(key.as_str()),
@@ -254,7 +314,7 @@ impl Values {
             return false;
         }
         // Only removals are left: empty unless a loaded key survives them.
-        let removed = |key: &str| self.changes.iter().any(|(k, _)| k == key);
+        let removed = |key: &str| self.changes.get(key).is_some();
         self.cleared
             || match &self.base {
                 Base::Empty => true,
@@ -272,7 +332,7 @@ impl Values {
             (Base::Packed(text) | Base::Indexed { text, .. }, false) => decode_each(text),
             _ => Data::new(),
         };
-        for (key, change) in &self.changes {
+        for (key, change) in self.changes.iter() {
             match change {
                 Some(value) => data.insert(key.clone(), value.clone()),
                 None => data.remove(key),
@@ -298,7 +358,7 @@ impl Values {
             (Base::Packed(text) | Base::Indexed { text, .. }, false) => decode_each(&text),
             _ => Data::new(),
         };
-        for (key, change) in self.changes {
+        for (key, change) in self.changes.list {
             match change {
                 Some(value) => data.insert(key, value),
                 None => data.remove(&key),
@@ -311,7 +371,7 @@ impl Values {
     /// removed keys do not matter: every value left is in the first list.
     pub(crate) fn into_changes(self) -> (Vec<(String, Value)>, Vec<String>) {
         let (mut set, mut removed) = (Vec::new(), Vec::new());
-        for (key, change) in self.changes {
+        for (key, change) in self.changes.list {
             match change {
                 Some(value) => set.push((key, value)),
                 None if !self.cleared => removed.push(key),
@@ -474,5 +534,65 @@ mod tests {
             assert_eq!(error.kind(), crate::StoreErrorKind::Decode, "{bad}");
         }
         assert!(Values::from_packed("".into()).unwrap().is_empty());
+    }
+
+    proptest::proptest! {
+        /// Many changes in one request (past the point where they are
+        /// indexed): every read, the key list and the changes handed to the
+        /// store agree with a plain map, on both kinds of base.
+        #[test]
+        fn many_changes_agree_with_a_map(
+            ops in proptest::collection::vec((0u8..5, 0usize..60, 0u32..4), 0..300),
+            base_keys in 0usize..40,
+        ) {
+            let mut map = Data::new();
+            for n in 0..base_keys {
+                map.insert(format!("k{n}"), json!(n));
+            }
+            for mut values in both(Value::Object(map.clone())) {
+                let mut model = map.clone();
+                let mut cleared = false;
+                for &(op, key, value) in &ops {
+                    let key = format!("k{key}");
+                    match op {
+                        0 | 1 => {
+                            let changed = values.set(&key, json!(value)).is_some();
+                            proptest::prop_assert_eq!(changed, model.get(&key) != Some(&json!(value)));
+                            model.insert(key.clone(), json!(value));
+                        }
+                        2 => {
+                            proptest::prop_assert_eq!(values.remove(&key), model.remove(&key));
+                        }
+                        3 => {
+                            // A set taken back, as an insert refused for size is.
+                            if let Some(undo) = values.set(&key, json!("undone")) {
+                                values.unset(&key, undo);
+                            }
+                        }
+                        _ if value == 0 => {
+                            values.clear();
+                            model.clear();
+                            cleared = true;
+                        }
+                        _ => {}
+                    }
+                    proptest::prop_assert_eq!(values.get_value(&key), model.get(&key).cloned());
+                }
+                proptest::prop_assert_eq!(values.keys(), model.keys().cloned().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(values.is_empty(), model.is_empty());
+                proptest::prop_assert_eq!(values.cleared(), cleared);
+                proptest::prop_assert_eq!(values.to_data(), model.clone());
+                // The changes, applied to the base as the store does, give the model.
+                let (set, removed) = values.into_changes();
+                let mut applied = if cleared { Data::new() } else { map.clone() };
+                for key in removed {
+                    applied.remove(&key);
+                }
+                for (key, value) in set {
+                    applied.insert(key, value);
+                }
+                proptest::prop_assert_eq!(applied, model);
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: sessions in this process's memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -165,24 +165,50 @@ impl Shard {
 /// stored text: members the request did not touch are copied as they are,
 /// without decoding their values (S34: the record as it is now).
 fn merge(stored: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
+    // For a save of many keys, a set of them: the members are not searched
+    // once per key (quadratic for a request that writes thousands).
+    let many = changes.set.len() + changes.removed.len() > 16;
+    let touched_keys: Option<HashSet<&str>> = many.then(|| {
+        let set = changes.set.iter().map(|(k, _)| k.as_str());
+        set.chain(changes.removed.iter().map(String::as_str))
+            .collect()
+    });
+    let touched = |key: &str| match &touched_keys {
+        Some(keys) => keys.contains(key),
+        None => {
+            changes.set.iter().any(|(k, _)| k == key) || changes.removed.iter().any(|k| k == key)
+        }
+    };
     let mut out = Writer::with_capacity(stored.len() + 64);
     if !changes.cleared {
         for member in packed::members(stored) {
             let member = member.map_err(StoreError::decode)?;
-            let touched = changes.set.iter().any(|(k, _)| k == member.key)
-                || changes.removed.iter().any(|k| k == member.key);
-            if !touched {
+            if !touched(member.key) {
                 out.raw(member.whole);
             }
         }
     }
-    for (n, (key, value)) in changes.set.iter().enumerate() {
-        // A key set twice in one `Changes`: the later value wins, as in
-        // `Changes::apply_to`, and the data keeps one member per key.
-        if changes.set[n + 1..].iter().any(|(k, _)| k == key) {
-            continue;
+    // A key set twice in one `Changes`: the later value wins, as in
+    // `Changes::apply_to`, and the data keeps one member per key.
+    if many {
+        let mut later = HashSet::new();
+        let last: Vec<bool> = changes
+            .set
+            .iter()
+            .rev()
+            .map(|(k, _)| later.insert(k.as_str()))
+            .collect();
+        for ((key, value), last) in changes.set.iter().zip(last.into_iter().rev()) {
+            if last {
+                out.member(key, value);
+            }
         }
-        out.member(key, value);
+    } else {
+        for (n, (key, value)) in changes.set.iter().enumerate() {
+            if !changes.set[n + 1..].iter().any(|(k, _)| k == key) {
+                out.member(key, value);
+            }
+        }
     }
     Ok(out.finish())
 }
@@ -468,19 +494,40 @@ mod tests {
 
     #[test]
     fn a_key_set_twice_in_one_save_keeps_the_later_value_once() {
-        let (store, id, now) = one_session();
-        let changes = Changes {
-            cleared: false,
-            set: vec![("k".into(), "first".into()), ("k".into(), "second".into())],
-            removed: vec![],
-            last_active: now,
-            expires_at: now + Duration::hours(1),
-            expiry: None,
-        };
-        assert!(store.save_at(&id, &changes, store.now()).unwrap());
-        let loaded = store.load_values_at(&id, store.now()).unwrap().unwrap();
-        assert_eq!(loaded.values.get::<String>("k").unwrap().unwrap(), "second");
-        assert_eq!(loaded.values.keys(), ["k", "n"]);
+        // A few keys, and many (the merge then keeps a set of them).
+        for extra in [0usize, 40] {
+            let (store, id, now) = one_session();
+            let mut set: Vec<(String, serde_json::Value)> =
+                (0..extra).map(|n| (format!("x{n}"), n.into())).collect();
+            set.push(("k".into(), "first".into()));
+            set.extend((0..extra).map(|n| (format!("x{n}"), (n + 1000).into())));
+            set.push(("k".into(), "second".into()));
+            let changes = Changes {
+                cleared: false,
+                set,
+                removed: (0..extra / 2).map(|n| format!("x{n}")).collect(),
+                last_active: now,
+                expires_at: now + Duration::hours(1),
+                expiry: None,
+            };
+            assert!(store.save_at(&id, &changes, store.now()).unwrap());
+            let loaded = store.load_values_at(&id, store.now()).unwrap().unwrap();
+            assert_eq!(loaded.values.get::<String>("k").unwrap().unwrap(), "second");
+            assert_eq!(loaded.values.len(), 2 + extra, "one member per key");
+            for n in 0..extra {
+                let x = loaded
+                    .values
+                    .get::<usize>(&format!("x{n}"))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(x, n + 1000, "the later value");
+            }
+            // As the trait's `apply_to` does it.
+            let mut record = store.load_at(&id, store.now()).unwrap().unwrap();
+            let before = record.clone();
+            changes.apply_to(&mut record);
+            assert_eq!(record.data, before.data);
+        }
     }
 
     #[test]
