@@ -349,7 +349,6 @@ impl SessionLayerBuilder {
             store_timeout: self.store_timeout,
             error_status: self.error_status,
             eager_load: self.eager_load,
-            ended: Default::default(),
             ids: self.ids,
             clock: self.clock,
             system_clock: self.system_clock,

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use crate::expiry::Unix;
 use crate::layer::Shared;
-use crate::session::Session;
+use crate::session::{Abandon, Session};
 
 pub(crate) type BoxFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
@@ -33,7 +33,7 @@ pin_project! {
         Inner {
             #[pin]
             fut: F,
-            session: Option<Session>,
+            session: Abandon,
             shared: Arc<Shared>,
             now: Unix,
         },
@@ -50,7 +50,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         Self {
             kind: Kind::Inner {
                 fut,
-                session: Some(session),
+                session: Abandon::new(session),
                 shared,
                 now,
             },

@@ -55,8 +55,6 @@ pub(crate) struct Shared {
     pub(crate) error_status: StatusCode,
     /// Load the session before the inner service runs.
     pub(crate) eager_load: bool,
-    /// Ids this layer ended or rotated a moment ago.
-    pub(crate) ended: crate::ended::RecentlyEnded,
     pub(crate) ids: IdSource,
     pub(crate) clock: Arc<dyn Clock>,
     /// `clock` is the [`SystemClock`](crate::clock::SystemClock).

@@ -16,12 +16,13 @@ use tower_service::Service;
 use crate::clock::now_seconds;
 use crate::config::Transport;
 use crate::cookie::cookie_values;
+use crate::ended::ENDED;
 use crate::error::{SessionError, StoreError, StoreErrorKind};
 use crate::expiry::{to_datetime, Expiry, Unix};
 use crate::future::ResponseFuture;
 use crate::id::{IdHash, SessionId};
 use crate::layer::{Backend, Shared};
-use crate::session::{Load, Loaded, Pending, Session, State};
+use crate::session::{Abandon, Load, Loaded, Pending, Session, State};
 use crate::store::cookie::{max_data, seal, unseal, CookieStore};
 use crate::store::{Changes, Data, Record, SessionStore};
 use crate::values::LoadedRecord;
@@ -109,9 +110,11 @@ where
         }
     }
     req.extensions_mut().insert(session.clone());
+    let abandon = Abandon::new(session.clone());
 
     let res = inner.call(req).await?;
 
+    abandon.disarm();
     let mut state = session.take_state();
     if let Some(mut pending) = state.late_lookup(shared.commits(res.status())) {
         let found = shared.lookup(&mut pending.candidates, now).await;
@@ -151,8 +154,14 @@ pub(crate) struct Candidates {
     rest: Vec<Candidate>,
 }
 
+impl Candidate {
+    pub(crate) fn id(&self) -> &SessionId {
+        &self.id
+    }
+}
+
 impl Candidates {
-    fn iter(&self) -> impl Iterator<Item = &Candidate> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Candidate> {
         std::iter::once(&self.first).chain(&self.rest)
     }
 
@@ -398,14 +407,14 @@ macro_rules! store_path {
                     (Plan::End { then_create: false }, _) => {
                         if let Some(old) = old {
                             wait!($mode, store.delete(&old))?;
-                            self.ended.insert(old, now);
+                            ENDED.insert(old, now);
                         }
                         Ok(Some(Outgoing::Removal))
                     }
                     (Plan::Create | Plan::End { .. }, _) => {
                         if let (Plan::End { .. }, Some(old)) = (plan, old) {
                             wait!($mode, store.delete(&old))?;
-                            self.ended.insert(old, now);
+                            ENDED.insert(old, now);
                         }
                         // Values set after `destroy` start over: new id, new times.
                         let deadline = expiry.deadline_at(now, now);
@@ -451,7 +460,7 @@ macro_rules! store_path {
                             wait!($mode, store.delete(&id.hash()))?;
                             return Ok(None);
                         }
-                        self.ended.insert(loaded.hash, now);
+                        ENDED.insert(loaded.hash, now);
                         Ok(Some(Outgoing::Id {
                             id,
                             max_age: expiry.max_age_at(deadline, now),
@@ -513,6 +522,7 @@ macro_rules! store_path {
                     );
                 };
                 if matches!(plan, Plan::End { .. } | Plan::Cycle) {
+                    ENDED.insert(loaded.hash, now);
                     if let Some(revoked) = &cookies.revocations {
                         let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
                         wait_io!($mode, self, revoked.create(&loaded.hash, &marker))?;
@@ -709,13 +719,13 @@ impl Shared {
             Some(candidates) => Load::Pending(Box::new(Pending {
                 shared: self.clone(),
                 candidates,
-                ends_seen: self.ended.latest(),
             })),
             None => Load::Unasked,
         };
         State {
             load,
             error_status: self.error_status,
+            ends_seen: ENDED.latest(),
             default_expiry: self.expiry,
             now: Some(now),
             refresh_after: self.refresh_after,
@@ -800,18 +810,6 @@ impl Shared {
         cookies.into_iter().flatten().chain(tokens)
     }
 
-    /// Whether the request carried an id of a session that this layer
-    /// ended or rotated while the request was on its way.
-    fn ended_meanwhile(&self, state: &State) -> bool {
-        match &state.load {
-            Load::Missed(pending) => self.ended.since(
-                pending.candidates.iter().map(|c| c.id.hash()),
-                pending.ends_seen,
-            ),
-            _ => false,
-        }
-    }
-
     /// Whether a response with `status` commits the session (S28).
     fn commits(&self, status: StatusCode) -> bool {
         !status.is_server_error() || self.save_on_server_error
@@ -843,10 +841,17 @@ impl Shared {
         let Some(loaded) = &state.loaded else {
             // No stored session: store one only if the handler wrote (S23),
             // and not if the request's own session was ended or rotated by
-            // another request since it was sent (S27, see `RecentlyEnded`).
-            return if state.values.is_empty() {
+            // another request since it was sent (S27, see `crate::ended`).
+            return if state.destroyed && state.ended_meanwhile() {
+                // A sign-out that found its session rotated away by a
+                // sign-in meanwhile: the removal cookie still goes, so the
+                // browser drops the newer one too.
+                Plan::End {
+                    then_create: !state.values.is_empty(),
+                }
+            } else if state.values.is_empty() {
                 Plan::Nothing
-            } else if self.ended_meanwhile(state) {
+            } else if state.ended_meanwhile() {
                 tracing::debug!(
                     "session ended by another request before this one looked; changes dropped"
                 );
@@ -856,16 +861,26 @@ impl Shared {
             };
         };
         // Destroyed, or emptied: a session without data is not kept (S25).
+        // A sign-out is carried out even if another request ended the
+        // session meanwhile: its removal cookie is what the user asked for.
         if state.ends() {
             return Plan::End {
                 then_create: !state.values.is_empty(),
             };
         }
+        // Ended or rotated by another request since this one started: what
+        // this one did must not land, nor its cookie replace the other's
+        // (S27). A store would refuse the write anyway; a cookie session
+        // would be sealed again over the other response's cookie.
+        if state.ended_meanwhile() {
+            tracing::debug!(session = %loaded.hash, "session ended by another request meanwhile; changes dropped");
+            return Plan::Nothing;
+        }
         if state.cycle {
             Plan::Cycle
         } else if state.modified() {
             Plan::Save
-        } else if state.refresh_due(loaded.last_active, now) {
+        } else if !state.looked_late && state.refresh_due(loaded.last_active, now) {
             Plan::Touch
         } else if loaded.resign {
             Plan::Resign

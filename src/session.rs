@@ -79,8 +79,6 @@ pub(crate) enum Load {
 pub(crate) struct Pending {
     pub(crate) shared: Arc<Shared>,
     pub(crate) candidates: Candidates,
-    /// The layer's count of ended sessions when the request started.
-    pub(crate) ends_seen: u64,
 }
 
 impl fmt::Debug for Pending {
@@ -110,6 +108,12 @@ pub(crate) struct State {
     pub(crate) unloaded_use: bool,
     /// The layer's status for a store that failed.
     pub(crate) error_status: StatusCode,
+    /// The process's count of ended sessions when the request started
+    /// (see [`crate::ended`]).
+    pub(crate) ends_seen: u64,
+    /// Looked up by the response path only, to re-sign (S9): the page did
+    /// not use the session, so nothing else is done to it.
+    pub(crate) looked_late: bool,
     pub(crate) loaded: Option<Loaded>,
     /// The data as loaded, and what the request set, removed or cleared.
     pub(crate) values: Values,
@@ -142,6 +146,21 @@ impl State {
     /// start a new one.
     pub(crate) fn ends(&self) -> bool {
         self.destroyed || ((self.modified() || self.cycle) && self.values.is_empty())
+    }
+
+    /// Whether another request ended or rotated this request's session
+    /// while this one was on its way (see [`crate::ended`]): then this one
+    /// commits nothing but a sign-out.
+    pub(crate) fn ended_meanwhile(&self) -> bool {
+        let ended = &crate::ended::ENDED;
+        match (&self.loaded, &self.load) {
+            (Some(loaded), _) => ended.since(std::iter::once(loaded.hash), self.ends_seen),
+            (None, Load::Missed(pending)) => ended.since(
+                pending.candidates.iter().map(|c| c.id().hash()),
+                self.ends_seen,
+            ),
+            _ => false,
+        }
     }
 
     /// Whether a read-only response at `now` extends the idle deadline of
@@ -183,6 +202,7 @@ impl State {
     pub(crate) fn late_lookup(&mut self, commits: bool) -> Option<Box<Pending>> {
         match &self.load {
             Load::Pending(pending) if commits && pending.candidates.any_resign() => {
+                self.looked_late = true;
                 match std::mem::take(&mut self.load) {
                     Load::Pending(pending) => Some(pending),
                     _ => None,
@@ -214,10 +234,9 @@ impl Session {
     /// commits nothing and fails (see [`load`](Self::load)).
     fn read(&self) -> MutexGuard<'_, State> {
         let mut state = self.state();
-        let unloaded = matches!(
-            state.load,
-            Load::Pending(_) | Load::Failed(_) | Load::Unasked
-        );
+        // A failed load is not a mistake: the handler was told, and may
+        // answer in its own way; `get` and `insert` still refuse.
+        let unloaded = matches!(state.load, Load::Pending(_) | Load::Unasked);
         if unloaded && !state.unloaded_use {
             state.unloaded_use = true;
             tracing::error!(
@@ -233,7 +252,7 @@ impl Session {
     /// [`read`](Self::read) for methods that can say no.
     fn read_loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         let state = self.read();
-        if state.unloaded_use {
+        if state.unloaded_use || matches!(state.load, Load::Failed(_)) {
             Err(SessionError::not_loaded())
         } else if matches!(state.load, Load::Committed) {
             Err(SessionError::committed())
@@ -318,6 +337,12 @@ impl Session {
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn error_status(&self) -> StatusCode {
         self.state().error_status
+    }
+
+    /// Marks the session committed without committing it: its response
+    /// was dropped (a timeout around the service, a client that went away).
+    fn abandon(&self) {
+        drop(self.take_state());
     }
 
     /// Takes the request's state out for the response path; the handle is
@@ -469,6 +494,10 @@ impl Session {
         let now = state.now?;
         let expiry = state.effective_expiry();
         // By the rules `plan` decides by.
+        if !state.ends() && state.ended_meanwhile() {
+            // This response commits nothing (see `ended_meanwhile`).
+            return None;
+        }
         match &state.loaded {
             Some(l) if !state.ends() => {
                 // Cookie sessions are sealed again, with new times, for a
@@ -488,6 +517,37 @@ impl Session {
             _ => None,
         }
         .map(to_datetime)
+    }
+}
+
+/// The request's session until its response commits it. If the response
+/// future is dropped first, the session is marked committed, so that a
+/// handle kept elsewhere (a spawned task) cannot go on changing it unseen:
+/// `get` and `insert` fail with
+/// [`SessionErrorKind::Committed`](crate::SessionErrorKind::Committed).
+pub(crate) struct Abandon(Option<Session>);
+
+impl Abandon {
+    pub(crate) fn new(session: Session) -> Self {
+        Self(Some(session))
+    }
+
+    /// The session, for its commit: from here on the commit owns it.
+    pub(crate) fn take(&mut self) -> Option<Session> {
+        self.0.take()
+    }
+
+    /// The response goes on to its commit: nothing to do on drop.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take() {
+            session.abandon();
+        }
     }
 }
 

@@ -1612,9 +1612,18 @@ fn parked_routes() -> Router {
                 |s: Session, axum::extract::Path(key): axum::extract::Path<String>| async move {
                     let before: Option<String> = s.get("user").unwrap();
                     s.insert(&key, "late").unwrap();
-                    format!("{before:?}")
+                    // This response commits nothing: no deadline to show.
+                    format!("{before:?} {}", s.expires_at().is_some())
                 },
             )
+            .layer(axum::middleware::from_fn(wait.clone())),
+        )
+        .route(
+            "/parked-logout",
+            post(|s: Session| async move {
+                s.destroy();
+                "bye"
+            })
             .layer(axum::middleware::from_fn(wait)),
         )
         .route(
@@ -1628,50 +1637,173 @@ fn parked_routes() -> Router {
 
 #[tokio::test]
 async fn s27_a_request_that_looks_only_after_a_concurrent_sign_in_or_out_does_not_undo_it() {
+    use session_layer::store::CookieStore;
     let memory = session_layer::MemoryStore::new();
     let boxed = Harness::with_routes(parked_routes(), |b| b);
+    let layer = |storage: session_layer::Storage| {
+        parked_routes().layer(SessionLayer::builder(storage, key()).build().unwrap())
+    };
+    // (app that parks A, app that serves B, the store to count sessions in)
     let apps = [
         (
-            parked_routes().layer(
-                SessionLayer::builder(memory.clone(), key())
-                    .build()
-                    .unwrap(),
-            ),
-            memory.clone(),
+            layer(memory.clone().into()),
+            layer(memory.clone().into()),
+            Some(memory.clone()),
         ),
-        (boxed.app.clone(), boxed.store.memory.clone()),
+        (
+            boxed.app.clone(),
+            boxed.app.clone(),
+            Some(boxed.store.memory.clone()),
+        ),
+        // Cookie sessions: found in A's own cookie, and with a revocation list.
+        (
+            layer(CookieStore::new().into()),
+            layer(CookieStore::new().into()),
+            None,
+        ),
+        {
+            let revoked = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
+            let app = layer(revoked.into());
+            (app.clone(), app, None)
+        },
     ];
-    for (app, store) in apps {
+    for (n, (app, other, store)) in apps.into_iter().enumerate() {
         for sign_out in [false, true] {
+            let case = format!("app {n}, sign-out {sign_out}");
             let pair = send(&app, request("POST", "/set/theme/dark", &[]))
                 .await
                 .pair();
             // A was sent with the old id; it asks for its session only later.
             let parked = in_flight(&app, "/parked/last_seen", &pair).await;
-            // B signs in (a new id) or out while A waits.
+            // B signs in (a new id) or out while A waits, through the same
+            // app, or another layer on the same store.
             let b = if sign_out { "/logout" } else { "/login/ada" };
-            let b = send(&app, request("POST", b, &[&pair])).await;
-            let sessions = store.len();
+            let b = send(&other, request("POST", b, &[&pair])).await;
+            let sessions = store.as_ref().map(|s| s.len());
             let _ = send(&app, request("POST", "/unpark", &[])).await;
             let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
                 .await
                 .expect("the parked request finishes")
                 .unwrap();
-            assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "None"));
-            // A found no session; its write starts none, and sends no cookie
-            // that would replace B's.
-            assert!(
-                a.set_cookies().is_empty(),
-                "{sign_out}: {:?}",
-                a.set_cookies()
+            assert_eq!(
+                (a.status, a.body.as_str()),
+                (StatusCode::OK, "None false"),
+                "{case}"
             );
-            assert_eq!(store.len(), sessions, "{sign_out}: no new session");
+            // A's write lands nowhere, and it sends no cookie that would
+            // replace B's.
+            assert!(a.set_cookies().is_empty(), "{case}: {:?}", a.set_cookies());
+            assert_eq!(
+                store.as_ref().map(|s| s.len()),
+                sessions,
+                "{case}: no new session"
+            );
             if !sign_out {
                 let signed_in = b.pair();
-                let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
-                assert_eq!(user.body, "ada");
+                let user = send(&other, request("GET", "/get/user", &[&signed_in])).await;
+                assert_eq!(user.body, "ada", "{case}");
+                let late = send(&other, request("GET", "/get/last_seen", &[&signed_in])).await;
+                assert_eq!(late.body, "none", "{case}");
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn a_sign_out_racing_a_sign_in_still_removes_the_cookie() {
+    // A sign-out sent before a concurrent sign-in answered, that looks at
+    // its session only after it: the user asked to leave, so the removal
+    // cookie goes (and replaces the sign-in's in the browser).
+    let h = Harness::with_routes(parked_routes(), |b| b);
+    let pair = h.post("/set/theme/dark", &[]).await.pair();
+    let parked = in_flight(&h.app, "/parked-logout", &pair).await;
+    let signed_in = h.post("/login/ada", &[&pair]).await.pair();
+    let _ = h.post("/unpark", &[]).await;
+    let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
+        .await
+        .expect("the parked request finishes")
+        .unwrap();
+    assert_eq!(a.cookie().expect("a removal cookie").value(), "");
+    // A plain replay of the old cookie later is a logout of no session (S23).
+    let replay = h.post("/logout", &[&pair]).await;
+    assert!(replay.set_cookies().is_empty());
+    assert_eq!(h.get("/get/user", &[&signed_in]).await.body, "ada");
+}
+
+#[tokio::test]
+async fn a_handler_that_answers_a_failed_load_itself_keeps_its_answer() {
+    use axum::extract::Request;
+    let routes = routes().route(
+        "/own-answer",
+        get(|req: Request| async move {
+            let s = req.extensions().get::<Session>().unwrap().clone();
+            match s.load().await {
+                Ok(()) => (StatusCode::OK, "loaded".to_owned()),
+                Err(_) => {
+                    let refused = s.get::<String>("user").unwrap_err().kind();
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("sorry {refused:?} {}", s.is_empty()),
+                    )
+                }
+            }
+        }),
+    );
+    let h = Harness::with_routes(routes, |b| b);
+    let pair = h.new_session().await;
+    h.store.fail(Op::Load, Fault::Backend);
+    let reply = h.get("/own-answer", &[&pair]).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "sorry NotLoaded true")
+    );
+    assert!(reply.set_cookies().is_empty());
+    assert_eq!(h.store.writes(), 1, "only the sign-in wrote");
+}
+
+#[tokio::test]
+async fn a_handle_kept_past_a_dropped_response_cannot_change_the_session_unseen() {
+    use axum::extract::Request;
+    use std::sync::{Arc, Mutex};
+    let kept: Arc<Mutex<Option<Session>>> = Arc::default();
+    let routes = || {
+        let kept = kept.clone();
+        routes().route(
+            "/hang",
+            get(move |req: Request| async move {
+                let s = req.extensions().get::<Session>().unwrap().clone();
+                s.load().await.unwrap();
+                *kept.lock().unwrap() = Some(s);
+                std::future::pending::<()>().await;
+                "never"
+            }),
+        )
+    };
+    let memory = session_layer::MemoryStore::new();
+    let boxed = Harness::with_routes(routes(), |b| b);
+    let in_place = routes().layer(SessionLayer::builder(memory, key()).build().unwrap());
+    for app in [boxed.app.clone(), in_place] {
+        let pair = send(&app, request("POST", "/set/user/alice", &[]))
+            .await
+            .pair();
+        // An outer timeout (or a client that went away) drops the response.
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            send(&app, request("GET", "/hang", &[&pair])),
+        )
+        .await;
+        assert!(dropped.is_err());
+        let s = kept
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the handler kept its handle");
+        let kind = s.insert("user", "mallory").unwrap_err().kind();
+        assert_eq!(kind, SessionErrorKind::Committed);
+        assert_eq!(
+            send(&app, request("GET", "/get/user", &[&pair])).await.body,
+            "alice"
+        );
     }
 }
 

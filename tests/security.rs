@@ -415,6 +415,55 @@ async fn s9_a_page_that_never_takes_the_session_still_re_signs_a_fallback_cookie
 }
 
 #[tokio::test]
+async fn s9_the_re_sign_of_an_untouched_page_does_not_extend_the_idle_time() {
+    use session_layer::clock::ManualClock;
+    use session_layer::Expiry;
+    let old_key = Key::try_from(&[1u8; 32][..]).unwrap();
+    let new_key = Key::try_from(&[2u8; 32][..]).unwrap();
+    let idle =
+        |b: session_layer::SessionLayerBuilder| b.expiry(Expiry::idle(time::Duration::minutes(10)));
+    let h = Harness::new();
+    let clock = ManualClock::new();
+    let memory = session_layer::MemoryStore::with_clock(clock.clone());
+    let in_place = |key: Key, fallback: Option<Key>| {
+        let mut b = idle(SessionLayer::builder(memory.clone(), key).clock(clock.clone()));
+        if let Some(old) = fallback {
+            b = b.fallback_key(old);
+        }
+        routes().layer(b.build().unwrap())
+    };
+    let cases = [
+        (
+            h.sibling(old_key.clone(), idle),
+            h.sibling(new_key.clone(), |b| idle(b).fallback_key(old_key.clone())),
+            h.clock.clone(),
+        ),
+        (
+            in_place(old_key.clone(), None),
+            in_place(new_key.clone(), Some(old_key.clone())),
+            clock.clone(),
+        ),
+    ];
+    for (before, rotated, clock) in cases {
+        let old_pair = send(&before, request("POST", "/set/user/alice", &[]))
+            .await
+            .pair();
+        // Past the point where a read would extend the idle deadline.
+        clock.advance(time::Duration::minutes(6));
+        let reply = send(&rotated, request("GET", "/", &[&old_pair])).await;
+        let resigned = format!("id={}", reply.cookie().expect("re-signed").value());
+        // Re-signed only: 6 + 6 minutes later the session has expired.
+        clock.advance(time::Duration::minutes(6));
+        assert_eq!(
+            send(&rotated, request("GET", "/get/user", &[&resigned]))
+                .await
+                .body,
+            "none"
+        );
+    }
+}
+
+#[tokio::test]
 async fn s10_a_value_signed_for_another_cookie_name_is_rejected() {
     let h = Harness::new();
     let a = h.sibling(key(), |b| b.cookie_name("a"));
