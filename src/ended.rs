@@ -13,20 +13,34 @@
 //! (a replay of the old cookie) is not affected: its write gets a fresh id
 //! (S6).
 //!
+//! A request that reaches the layer only after a sign-in rotated its id
+//! (it waited in the network, in the accept queue or in an outer layer) is
+//! on its way too, but started after the end: for a rotation (not for a
+//! sign-out), a write from the old id is also dropped for [`GRACE`] after
+//! it. That check needs the registry's lock, so it is made only where a
+//! request would otherwise start a new session, or re-seal a cookie
+//! session; a store session found under a rotated id cannot be (its old
+//! record is gone).
+//!
 //! One registry for the process, shared by every layer (two routers on one
-//! store see each other's ends), kept for [`KEEP`] seconds, at most
-//! [`CAPACITY`] ends (the oldest go first), in [`SHARDS`] locks.
+//! store see each other's ends), kept for [`KEEP`], at most [`CAPACITY`]
+//! ends (the oldest go first), in [`SHARDS`] locks. Its times are the
+//! process's monotonic clock, not a layer's [`Clock`](crate::clock::Clock).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::expiry::Unix;
 use crate::id::IdHash;
 
 /// How long an end is remembered: longer than a request waits before its
 /// handler asks for the session.
-pub(crate) const KEEP: Unix = 120;
+pub(crate) const KEEP: Duration = Duration::from_secs(120);
+/// How long after a rotation a request that arrives with the old id (it
+/// was sent before the new one reached the client) still has its writes
+/// dropped.
+pub(crate) const GRACE: Duration = Duration::from_secs(10);
 /// The most ends remembered (≈ 100 bytes each).
 pub(crate) const CAPACITY: usize = 65_536;
 /// Ends are spread over this many locks by their id's hash.
@@ -44,10 +58,18 @@ pub(crate) struct RecentlyEnded {
 
 #[derive(Debug, Default)]
 struct Ids {
-    /// The number of each id's latest end.
-    number: HashMap<IdHash, u64>,
+    /// Each id's latest end.
+    latest: HashMap<IdHash, End>,
     /// Every end, oldest first, with its time: to forget them in order.
-    order: VecDeque<(IdHash, u64, Unix)>,
+    order: VecDeque<(IdHash, u64, Instant)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct End {
+    number: u64,
+    at: Instant,
+    /// A new id took over (a sign-in), rather than a sign-out.
+    rotated: bool,
 }
 
 impl RecentlyEnded {
@@ -61,32 +83,59 @@ impl RecentlyEnded {
         shard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes that the session under `hash` ended or moved to a new id at `now`.
-    pub(crate) fn insert(&self, hash: IdHash, now: Unix) {
+    /// Notes that the session under `hash` ended (`rotated`: moved to a
+    /// new id) now.
+    pub(crate) fn insert(&self, hash: IdHash, rotated: bool) {
+        self.insert_at(hash, rotated, Instant::now());
+    }
+
+    fn insert_at(&self, hash: IdHash, rotated: bool, now: Instant) {
         let mut ids = self.shard(&hash);
-        while ids
-            .order
-            .front()
-            .is_some_and(|&(_, _, at)| at <= now - KEEP || ids.order.len() >= CAPACITY / SHARDS)
-        {
+        while ids.order.front().is_some_and(|&(_, _, at)| {
+            now.saturating_duration_since(at) >= KEEP || ids.order.len() >= CAPACITY / SHARDS
+        }) {
             ids.pop_oldest();
         }
         let number = self.count.fetch_add(1, Ordering::AcqRel) + 1;
-        ids.number.insert(hash, number);
+        let end = End {
+            number,
+            at: now,
+            rotated,
+        };
+        ids.latest.insert(hash, end);
         ids.order.push_back((hash, number, now));
     }
 
     /// Whether any of `hashes` ended after end number `since` (what
     /// [`latest`](Self::latest) said when the request started): while the
-    /// request was on its way. One atomic read when nothing ended since.
-    pub(crate) fn since(&self, mut hashes: impl Iterator<Item = IdHash>, since: u64) -> bool {
-        self.latest() != since
-            && hashes.any(|hash| {
-                self.shard(&hash)
-                    .number
-                    .get(&hash)
-                    .is_some_and(|&n| n > since)
+    /// request was on its way; with `rotations`, also a rotation less than
+    /// [`GRACE`] ago. Without `rotations`, one atomic read when nothing
+    /// ended since.
+    pub(crate) fn since(
+        &self,
+        hashes: impl Iterator<Item = IdHash>,
+        since: u64,
+        rotations: bool,
+    ) -> bool {
+        if !rotations && self.latest() == since {
+            return false;
+        }
+        self.since_at(hashes, since, rotations, Instant::now())
+    }
+
+    fn since_at(
+        &self,
+        mut hashes: impl Iterator<Item = IdHash>,
+        since: u64,
+        rotations: bool,
+        now: Instant,
+    ) -> bool {
+        hashes.any(|hash| {
+            self.shard(&hash).latest.get(&hash).is_some_and(|end| {
+                end.number > since
+                    || (rotations && end.rotated && now.saturating_duration_since(end.at) < GRACE)
             })
+        })
     }
 }
 
@@ -94,8 +143,12 @@ impl Ids {
     fn pop_oldest(&mut self) {
         if let Some((hash, number, _)) = self.order.pop_front() {
             // A later end of the same id keeps it.
-            if self.number.get(&hash) == Some(&number) {
-                self.number.remove(&hash);
+            if self
+                .latest
+                .get(&hash)
+                .is_some_and(|end| end.number == number)
+            {
+                self.latest.remove(&hash);
             }
         }
     }
@@ -112,28 +165,43 @@ mod tests {
     #[test]
     fn an_end_counts_for_requests_that_started_before_it_for_a_while() {
         let ended = RecentlyEnded::default();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         let one = |n| [hash(n)].into_iter();
         let before = ended.latest();
-        ended.insert(hash(1), 1_000);
+        ended.insert_at(hash(1), false, at(0));
         let after = ended.latest();
-        assert!(ended.since(one(1), before));
-        assert!(ended.since([hash(2), hash(1)].into_iter(), before));
-        assert!(!ended.since(one(1), after), "started after the end");
-        assert!(!ended.since(one(2), before));
+        assert!(ended.since_at(one(1), before, false, at(0)));
+        assert!(ended.since_at([hash(2), hash(1)].into_iter(), before, false, at(0)));
+        assert!(
+            !ended.since_at(one(1), after, false, at(0)),
+            "started after the end"
+        );
+        assert!(
+            !ended.since_at(one(1), after, true, at(0)),
+            "a sign-out has no grace"
+        );
+        assert!(!ended.since_at(one(2), before, false, at(0)));
+        // A rotation: also for requests that started after it, for a while.
+        ended.insert_at(hash(3), true, at(1));
+        let later = ended.latest();
+        assert!(ended.since_at(one(3), later, true, at(1) + GRACE / 2));
+        assert!(!ended.since_at(one(3), later, false, at(1)));
+        assert!(!ended.since_at(one(3), later, true, at(1) + GRACE));
         // An end that much later forgets the old ones of its shard.
-        ended.insert(hash(1 + SHARDS as u8), 1_000 + KEEP);
-        ended.insert(hash(1), 1_000 + KEEP + 1);
+        ended.insert_at(hash(1 + SHARDS as u8), false, at(0) + KEEP);
+        ended.insert_at(hash(1), false, at(1) + KEEP);
         let between = ended.latest();
-        assert!(!ended.since(one(1), between));
-        assert!(ended.since(one(1 + SHARDS as u8), before));
+        assert!(!ended.since_at(one(1), between, false, at(1) + KEEP));
+        assert!(ended.since_at(one(1 + SHARDS as u8), before, false, at(0) + KEEP));
         // The same id again: the later end counts.
-        ended.insert(hash(1), 1_000 + KEEP + 2);
-        assert!(ended.since(one(1), between));
+        ended.insert_at(hash(1), false, at(2) + KEEP);
+        assert!(ended.since_at(one(1), between, false, at(2) + KEEP));
         // Never more than the capacity.
         for n in 0..CAPACITY + 100 {
             let mut bytes = [0u8; 32];
             bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
-            ended.insert(IdHash::from_bytes(bytes), 5_000);
+            ended.insert_at(IdHash::from_bytes(bytes), false, at(3) + KEEP);
         }
         let held: usize = ended
             .shards
@@ -143,7 +211,7 @@ mod tests {
         let indexed: usize = ended
             .shards
             .iter()
-            .map(|s| s.lock().unwrap().number.len())
+            .map(|s| s.lock().unwrap().latest.len())
             .sum();
         assert!(held <= CAPACITY && indexed == held, "{held} {indexed}");
     }

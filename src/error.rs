@@ -108,8 +108,10 @@ pub enum SessionErrorKind {
     Deserialize,
     /// A cookie session grew past what one cookie can carry (S15).
     TooLarge,
-    /// The session was used before [`Session::load`](crate::Session::load):
-    /// there was nothing to read, and the response commits nothing.
+    /// The session was used before [`Session::load`](crate::Session::load)
+    /// (there was nothing to read, and the response commits nothing and is
+    /// a 500), or after its `load` failed (then the handler's own answer
+    /// stands).
     NotLoaded,
     /// The response has been committed (a task that outlived its request):
     /// the session can no longer be read or changed.

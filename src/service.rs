@@ -38,6 +38,10 @@ const MAX_CANDIDATES: usize = 8;
 /// than a browser keeps for one site (about 180 cookies), few enough that a
 /// header stuffed with fakes costs little.
 const MAX_EXAMINED: usize = 256;
+/// The longest the response of a page that never took its session waits
+/// for the lookup that re-signs a fallback-key cookie (S9); past it, the
+/// cookie is re-signed by a later request.
+const LATE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 /// A fresh id colliding with a live one means a broken generator; retry a
 /// few times, then fail loudly (S3).
 const CREATE_ATTEMPTS: usize = 3;
@@ -117,7 +121,11 @@ where
     abandon.disarm();
     let mut state = session.take_state();
     if let Some(mut pending) = state.late_lookup(shared.commits(res.status())) {
-        let found = shared.lookup(&mut pending.candidates, now).await;
+        // For a page that did not use the session: not worth a long wait.
+        let wait = LATE_LOOKUP_TIMEOUT.min(shared.store_timeout);
+        let found = tokio::time::timeout(wait, shared.lookup(&mut pending.candidates, now))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::timeout()));
         shared.late_loaded(&mut state, pending, found);
     }
     let accessed = state.accessed;
@@ -407,14 +415,14 @@ macro_rules! store_path {
                     (Plan::End { then_create: false }, _) => {
                         if let Some(old) = old {
                             wait!($mode, store.delete(&old))?;
-                            ENDED.insert(old, now);
+                            ENDED.insert(old, false);
                         }
                         Ok(Some(Outgoing::Removal))
                     }
                     (Plan::Create | Plan::End { .. }, _) => {
                         if let (Plan::End { .. }, Some(old)) = (plan, old) {
                             wait!($mode, store.delete(&old))?;
-                            ENDED.insert(old, now);
+                            ENDED.insert(old, false);
                         }
                         // Values set after `destroy` start over: new id, new times.
                         let deadline = expiry.deadline_at(now, now);
@@ -460,7 +468,7 @@ macro_rules! store_path {
                             wait!($mode, store.delete(&id.hash()))?;
                             return Ok(None);
                         }
-                        ENDED.insert(loaded.hash, now);
+                        ENDED.insert(loaded.hash, true);
                         Ok(Some(Outgoing::Id {
                             id,
                             max_age: expiry.max_age_at(deadline, now),
@@ -508,6 +516,10 @@ macro_rules! store_path {
             ) -> Result<Option<Outgoing>, CommitError> {
                 let expiry = state.effective_expiry();
                 let Some(loaded) = state.loaded.clone() else {
+                    // A sign-out that found its session gone (see `plan`).
+                    if plan == (Plan::End { then_create: false }) {
+                        return Ok(Some(Outgoing::Removal));
+                    }
                     return self.seal(
                         SessionId::generate(),
                         expiry,
@@ -522,7 +534,7 @@ macro_rules! store_path {
                     );
                 };
                 if matches!(plan, Plan::End { .. } | Plan::Cycle) {
-                    ENDED.insert(loaded.hash, now);
+                    ENDED.insert(loaded.hash, plan == Plan::Cycle);
                     if let Some(revoked) = &cookies.revocations {
                         let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
                         wait_io!($mode, self, revoked.create(&loaded.hash, &marker))?;
@@ -534,14 +546,19 @@ macro_rules! store_path {
                     Plan::Cycle => (SessionId::generate(), loaded.created_at),
                     _ => (loaded.id, loaded.created_at),
                 };
-                let deadline = expiry.deadline_at(created_at, now);
+                let (last_active, deadline) = match plan {
+                    // Sealed again under the current key only (S9): the
+                    // session's times stay, as a store session's do.
+                    Plan::Resign => (loaded.last_active, loaded.expires_at),
+                    _ => (now, expiry.deadline_at(created_at, now)),
+                };
                 self.seal(
                     id,
                     expiry,
                     new_record(
                         state.values.into_data(),
                         created_at,
-                        now,
+                        last_active,
                         deadline,
                         state.expiry,
                     ),
@@ -842,7 +859,7 @@ impl Shared {
             // No stored session: store one only if the handler wrote (S23),
             // and not if the request's own session was ended or rotated by
             // another request since it was sent (S27, see `crate::ended`).
-            return if state.destroyed && state.ended_meanwhile() {
+            return if state.destroyed && state.ended_meanwhile(false) {
                 // A sign-out that found its session rotated away by a
                 // sign-in meanwhile: the removal cookie still goes, so the
                 // browser drops the newer one too.
@@ -851,7 +868,7 @@ impl Shared {
                 }
             } else if state.values.is_empty() {
                 Plan::Nothing
-            } else if state.ended_meanwhile() {
+            } else if state.ended_meanwhile(true) {
                 tracing::debug!(
                     "session ended by another request before this one looked; changes dropped"
                 );
@@ -872,7 +889,7 @@ impl Shared {
         // this one did must not land, nor its cookie replace the other's
         // (S27). A store would refuse the write anyway; a cookie session
         // would be sealed again over the other response's cookie.
-        if state.ended_meanwhile() {
+        if state.ended_meanwhile(true) {
             tracing::debug!(session = %loaded.hash, "session ended by another request meanwhile; changes dropped");
             return Plan::Nothing;
         }

@@ -150,14 +150,21 @@ impl State {
 
     /// Whether another request ended or rotated this request's session
     /// while this one was on its way (see [`crate::ended`]): then this one
-    /// commits nothing but a sign-out.
-    pub(crate) fn ended_meanwhile(&self) -> bool {
+    /// commits nothing but a sign-out. With `rotations`, a rotation just
+    /// before this request arrived counts too, where the request would
+    /// start a new session or re-seal a cookie session.
+    pub(crate) fn ended_meanwhile(&self, rotations: bool) -> bool {
         let ended = &crate::ended::ENDED;
         match (&self.loaded, &self.load) {
-            (Some(loaded), _) => ended.since(std::iter::once(loaded.hash), self.ends_seen),
+            (Some(loaded), _) => ended.since(
+                std::iter::once(loaded.hash),
+                self.ends_seen,
+                rotations && self.max_data.is_some(),
+            ),
             (None, Load::Missed(pending)) => ended.since(
                 pending.candidates.iter().map(|c| c.id().hash()),
                 self.ends_seen,
+                rotations,
             ),
             _ => false,
         }
@@ -494,19 +501,14 @@ impl Session {
         let now = state.now?;
         let expiry = state.effective_expiry();
         // By the rules `plan` decides by.
-        if !state.ends() && state.ended_meanwhile() {
+        if !state.ends() && state.ended_meanwhile(true) {
             // This response commits nothing (see `ended_meanwhile`).
             return None;
         }
         match &state.loaded {
             Some(l) if !state.ends() => {
-                // Cookie sessions are sealed again, with new times, for a
-                // fallback key too (S9); a store session is only re-signed.
-                let resealed = l.resign && state.max_data.is_some();
-                let active_now = state.modified()
-                    || state.cycle
-                    || resealed
-                    || state.refresh_due(l.last_active, now);
+                let active_now =
+                    state.modified() || state.cycle || state.refresh_due(l.last_active, now);
                 Some(if active_now {
                     expiry.deadline_at(l.created_at, now)
                 } else {

@@ -358,3 +358,27 @@ async fn s36_a_store_failure_during_cycle_id_keeps_the_old_session() {
     );
     assert_eq!(h.store.memory.len(), 1, "and nothing else was left behind");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_store_delays_the_re_sign_of_an_untouched_page_only_briefly() {
+    // A fallback-key cookie on a page that ignores the session: the
+    // response path looks it up to re-sign it (S9). With the store stuck,
+    // the page answers after a short wait, not the whole store timeout.
+    let old_key = session_layer::Key::try_from(&[1u8; 32][..]).unwrap();
+    let h = Harness::new();
+    let before = h.sibling(old_key.clone(), |b| b);
+    let rotated = h.sibling(key(), |b| b.fallback_key(old_key.clone()));
+    let pair = send(&before, request("POST", "/set/user/alice", &[]))
+        .await
+        .pair();
+    h.store.fail(Op::Load, Fault::Hang);
+    let started = tokio::time::Instant::now();
+    let reply = send(&rotated, request("GET", "/", &[&pair])).await;
+    let waited = started.elapsed();
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "ok"));
+    assert!(reply.set_cookies().is_empty(), "not re-signed this time");
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "waited {waited:?} (the store timeout is 5 s)"
+    );
+}

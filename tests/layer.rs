@@ -1328,15 +1328,21 @@ async fn expires_at_agrees_with_an_ending_or_resealed_session() {
     assert_eq!(ended.cookie().unwrap().max_age(), Some(Duration::ZERO));
 
     // A cookie session sealed under key 1, read five minutes later by a
-    // layer whose current key is 2: re-sealed, the idle window restarts.
+    // layer whose current key is 2: re-sealed under key 2 with its
+    // deadline kept (a re-sign is not activity; no refresh is due yet).
     let old = routes().layer(layer(CookieStore::new().into(), 1, None));
     let rotated = routes().layer(layer(CookieStore::new().into(), 2, Some(1)));
     let pair = send(&old, request("POST", "/set", &[])).await.pair();
     clock.advance(Duration::minutes(5));
     let read = send(&rotated, request("GET", "/exp", &[&pair])).await;
     let max_age = read.cookie().unwrap().max_age().unwrap();
-    assert_eq!(max_age, Duration::minutes(40));
-    assert_eq!(read.body, (now() + 40 * 60).to_string());
+    assert_eq!(max_age, Duration::minutes(35));
+    assert_eq!(read.body, (now() + 35 * 60).to_string());
+    // The new cookie opens under key 2 alone, with the same deadline.
+    let resealed = read.pair();
+    let current_only = routes().layer(layer(CookieStore::new().into(), 2, None));
+    let again = send(&current_only, request("GET", "/exp", &[&resealed])).await;
+    assert_eq!(again.body, (now() + 35 * 60).to_string());
 }
 
 // --- loading when the handler asks ----------------------------------------------
@@ -1713,21 +1719,70 @@ async fn s27_a_request_that_looks_only_after_a_concurrent_sign_in_or_out_does_no
 async fn a_sign_out_racing_a_sign_in_still_removes_the_cookie() {
     // A sign-out sent before a concurrent sign-in answered, that looks at
     // its session only after it: the user asked to leave, so the removal
-    // cookie goes (and replaces the sign-in's in the browser).
-    let h = Harness::with_routes(parked_routes(), |b| b);
-    let pair = h.post("/set/theme/dark", &[]).await.pair();
-    let parked = in_flight(&h.app, "/parked-logout", &pair).await;
-    let signed_in = h.post("/login/ada", &[&pair]).await.pair();
-    let _ = h.post("/unpark", &[]).await;
-    let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
-        .await
-        .expect("the parked request finishes")
-        .unwrap();
-    assert_eq!(a.cookie().expect("a removal cookie").value(), "");
-    // A plain replay of the old cookie later is a logout of no session (S23).
-    let replay = h.post("/logout", &[&pair]).await;
-    assert!(replay.set_cookies().is_empty());
-    assert_eq!(h.get("/get/user", &[&signed_in]).await.body, "ada");
+    // cookie goes (and replaces the sign-in's in the browser; the session
+    // the sign-in made stays in the store until it expires).
+    use session_layer::store::CookieStore;
+    let boxed = Harness::with_routes(parked_routes(), |b| b);
+    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
+    let cookies = parked_routes().layer(SessionLayer::builder(revocable, key()).build().unwrap());
+    for app in [boxed.app.clone(), cookies] {
+        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+            .await
+            .pair();
+        let parked = in_flight(&app, "/parked-logout", &pair).await;
+        let signed_in = send(&app, request("POST", "/login/ada", &[&pair]))
+            .await
+            .pair();
+        let _ = send(&app, request("POST", "/unpark", &[])).await;
+        let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
+            .await
+            .expect("the parked request finishes")
+            .unwrap();
+        let removal = a.cookie().expect("a removal cookie");
+        assert_eq!(
+            (removal.value(), removal.max_age()),
+            ("", Some(Duration::ZERO))
+        );
+        // A plain replay of the old cookie later is a logout of no session (S23).
+        let replay = send(&app, request("POST", "/logout", &[&pair])).await;
+        assert!(replay.set_cookies().is_empty());
+        let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
+        assert_eq!(user.body, "ada");
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_arrives_just_after_a_sign_in_with_the_old_cookie_is_dropped() {
+    // Sent before the sign-in's answer reached the browser, it reaches the
+    // layer only after the sign-in was saved (the network, an outer queue):
+    // it must not start a session whose cookie signs the user out.
+    use session_layer::store::CookieStore;
+    let memory = session_layer::MemoryStore::new();
+    let boxed = Harness::new();
+    let layer = |storage: session_layer::Storage| {
+        routes().layer(SessionLayer::builder(storage, key()).build().unwrap())
+    };
+    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
+    for app in [
+        layer(memory.into()),
+        boxed.app.clone(),
+        layer(CookieStore::new().into()),
+        layer(revocable.into()),
+    ] {
+        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+            .await
+            .pair();
+        let signed_in = send(&app, request("POST", "/login/ada", &[&pair]))
+            .await
+            .pair();
+        let late = send(&app, request("POST", "/set/cart/apples", &[&pair])).await;
+        assert_eq!(late.status, StatusCode::OK);
+        assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
+        let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
+        assert_eq!(user.body, "ada");
+    }
+    // After a sign-out, no such wait: a write from the old cookie is a new
+    // session (S6), as `a_replayed_cookie_after_sign_out_...` shows.
 }
 
 #[tokio::test]
