@@ -67,9 +67,9 @@ struct Ids {
 #[derive(Debug, Clone, Copy)]
 struct End {
     number: u64,
-    at: Instant,
-    /// A new id took over (a sign-in), rather than a sign-out.
-    rotated: bool,
+    /// When a new id took over (a sign-in): kept by a later sign-out of
+    /// the same old id, which must not shorten the rotation's window.
+    rotated_at: Option<Instant>,
 }
 
 impl RecentlyEnded {
@@ -97,10 +97,10 @@ impl RecentlyEnded {
             ids.pop_oldest();
         }
         let number = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        let earlier = ids.latest.get(&hash).and_then(|end| end.rotated_at);
         let end = End {
             number,
-            at: now,
-            rotated,
+            rotated_at: if rotated { Some(now) } else { earlier },
         };
         ids.latest.insert(hash, end);
         ids.order.push_back((hash, number, now));
@@ -133,7 +133,10 @@ impl RecentlyEnded {
         hashes.any(|hash| {
             self.shard(&hash).latest.get(&hash).is_some_and(|end| {
                 end.number > since
-                    || (rotations && end.rotated && now.saturating_duration_since(end.at) < GRACE)
+                    || (rotations
+                        && end
+                            .rotated_at
+                            .is_some_and(|at| now.saturating_duration_since(at) < GRACE))
             })
         })
     }
@@ -188,6 +191,11 @@ mod tests {
         assert!(ended.since_at(one(3), later, true, at(1) + GRACE / 2));
         assert!(!ended.since_at(one(3), later, false, at(1)));
         assert!(!ended.since_at(one(3), later, true, at(1) + GRACE));
+        // A sign-out of the old id afterwards keeps the rotation's window.
+        ended.insert_at(hash(3), false, at(2));
+        let last = ended.latest();
+        assert!(ended.since_at(one(3), last, true, at(1) + GRACE / 2));
+        assert!(!ended.since_at(one(3), last, true, at(1) + GRACE));
         // An end that much later forgets the old ones of its shard.
         ended.insert_at(hash(1 + SHARDS as u8), false, at(0) + KEEP);
         ended.insert_at(hash(1), false, at(1) + KEEP);

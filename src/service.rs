@@ -533,15 +533,18 @@ macro_rules! store_path {
                         now,
                     );
                 };
-                if matches!(plan, Plan::End { .. } | Plan::Cycle) {
-                    ENDED.insert(loaded.hash, plan == Plan::Cycle);
+                let ends = matches!(plan, Plan::End { .. } | Plan::Cycle);
+                if ends {
                     if let Some(revoked) = &cookies.revocations {
                         let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
                         wait_io!($mode, self, revoked.create(&loaded.hash, &marker))?;
                     }
                 }
                 let (id, created_at) = match plan {
-                    Plan::End { then_create: false } => return Ok(Some(Outgoing::Removal)),
+                    Plan::End { then_create: false } => {
+                        ENDED.insert(loaded.hash, false);
+                        return Ok(Some(Outgoing::Removal));
+                    }
                     Plan::End { .. } => (SessionId::generate(), now),
                     Plan::Cycle => (SessionId::generate(), loaded.created_at),
                     _ => (loaded.id, loaded.created_at),
@@ -552,7 +555,7 @@ macro_rules! store_path {
                     Plan::Resign => (loaded.last_active, loaded.expires_at),
                     _ => (now, expiry.deadline_at(created_at, now)),
                 };
-                self.seal(
+                let sealed = self.seal(
                     id,
                     expiry,
                     new_record(
@@ -563,7 +566,12 @@ macro_rules! store_path {
                         state.expiry,
                     ),
                     now,
-                )
+                )?;
+                // Noted once the end is sure to go out (see `crate::ended`).
+                if ends {
+                    ENDED.insert(loaded.hash, plan == Plan::Cycle);
+                }
+                Ok(sealed)
             }
 
             /// Stores `record` under a fresh id, insert-if-absent (S3).
@@ -877,10 +885,9 @@ impl Shared {
                 Plan::Create
             };
         };
-        // Destroyed, or emptied: a session without data is not kept (S25).
         // A sign-out is carried out even if another request ended the
         // session meanwhile: its removal cookie is what the user asked for.
-        if state.ends() {
+        if state.destroyed {
             return Plan::End {
                 then_create: !state.values.is_empty(),
             };
@@ -892,6 +899,12 @@ impl Shared {
         if state.ended_meanwhile(true) {
             tracing::debug!(session = %loaded.hash, "session ended by another request meanwhile; changes dropped");
             return Plan::Nothing;
+        }
+        // Emptied: a session without data is not kept (S25).
+        if state.ends() {
+            return Plan::End {
+                then_create: !state.values.is_empty(),
+            };
         }
         if state.cycle {
             Plan::Cycle

@@ -1625,6 +1625,15 @@ fn parked_routes() -> Router {
             .layer(axum::middleware::from_fn(wait.clone())),
         )
         .route(
+            "/parked-remove/{key}",
+            post(
+                |s: Session, axum::extract::Path(key): axum::extract::Path<String>| async move {
+                    format!("{:?}", s.remove(&key))
+                },
+            )
+            .layer(axum::middleware::from_fn(wait.clone())),
+        )
+        .route(
             "/parked-logout",
             post(|s: Session| async move {
                 s.destroy();
@@ -1915,4 +1924,69 @@ async fn a_replayed_cookie_after_sign_out_still_gets_a_fresh_session_on_write() 
     let fresh = reply.pair();
     assert_ne!(raw_id(value_of(&fresh)), raw_id(value_of(&pair)));
     assert_eq!(h.get("/get/user", &[&fresh]).await.body, "mallory");
+}
+
+#[tokio::test]
+async fn a_request_in_flight_that_empties_the_session_does_not_sign_the_user_out() {
+    // Removing the last value ends a session (S25), but it is not a
+    // sign-out: in a request that started before a sign-in rotated the
+    // id, it is dropped like any other change.
+    use session_layer::store::CookieStore;
+    let memory = session_layer::MemoryStore::new();
+    let boxed = Harness::with_routes(parked_routes(), |b| b);
+    let layer = |storage: session_layer::Storage| {
+        parked_routes().layer(SessionLayer::builder(storage, key()).build().unwrap())
+    };
+    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
+    for app in [
+        layer(memory.into()),
+        boxed.app.clone(),
+        layer(CookieStore::new().into()),
+        layer(revocable.into()),
+    ] {
+        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+            .await
+            .pair();
+        let parked = in_flight(&app, "/parked-remove/theme", &pair).await;
+        let signed_in = send(&app, request("POST", "/login/ada", &[&pair]))
+            .await
+            .pair();
+        let _ = send(&app, request("POST", "/unpark", &[])).await;
+        let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
+            .await
+            .expect("the parked request finishes")
+            .unwrap();
+        assert!(a.set_cookies().is_empty(), "{:?}", a.set_cookies());
+        let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
+        assert_eq!(user.body, "ada");
+        // A sign-out from the old cookie now is a sign-out (removal cookie
+        // where the old cookie still opens), and does not reopen the old
+        // id to writes within the rotation's window.
+        let _ = send(&app, request("POST", "/logout", &[&pair])).await;
+        let late = send(&app, request("POST", "/set/cart/pears", &[&pair])).await;
+        assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_that_failed_does_not_hold_back_the_next_one() {
+    // Cookie sessions with a revocation list: the sign-in's revocation
+    // write fails (500); the old cookie is still valid, and a retry or a
+    // write with it works at once.
+    use session_layer::store::CookieStore;
+    let h = Harness::new();
+    let revocable = CookieStore::new().revocation_list(h.store.clone());
+    let app = routes().layer(SessionLayer::builder(revocable, key()).build().unwrap());
+    let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+        .await
+        .pair();
+    h.store.fail(Op::Create, Fault::Backend);
+    let failed = send(&app, request("POST", "/login/ada", &[&pair])).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    h.store.heal();
+    let write = send(&app, request("POST", "/set/cart/apples", &[&pair])).await;
+    assert!(write.cookie().is_some(), "the write went through");
+    let retry = send(&app, request("POST", "/login/ada", &[&write.pair()])).await;
+    let user = send(&app, request("GET", "/get/user", &[&retry.pair()])).await;
+    assert_eq!(user.body, "ada");
 }
