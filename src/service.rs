@@ -892,21 +892,12 @@ impl Shared {
                 then_create: !state.values.is_empty(),
             };
         }
-        // Ended or rotated by another request since this one started: what
-        // this one did must not land, nor its cookie replace the other's
-        // (S27). A store would refuse the write anyway; a cookie session
-        // would be sealed again over the other response's cookie.
-        if state.ended_meanwhile(true) {
-            tracing::debug!(session = %loaded.hash, "session ended by another request meanwhile; changes dropped");
-            return Plan::Nothing;
-        }
-        // Emptied: a session without data is not kept (S25).
-        if state.ends() {
-            return Plan::End {
+        let plan = if state.ends() {
+            // Emptied: a session without data is not kept (S25).
+            Plan::End {
                 then_create: !state.values.is_empty(),
-            };
-        }
-        if state.cycle {
+            }
+        } else if state.cycle {
             Plan::Cycle
         } else if state.modified() {
             Plan::Save
@@ -916,7 +907,17 @@ impl Shared {
             Plan::Resign
         } else {
             Plan::Nothing
+        };
+        // Ended or rotated by another request since this one started: what
+        // this one did must not land, nor its cookie replace the other's
+        // (S27). A store would refuse the write anyway; a cookie session
+        // would be sealed again over the other response's cookie. Asked
+        // only of a response that would commit something.
+        if plan != Plan::Nothing && state.ended_meanwhile(true) {
+            tracing::debug!(session = %loaded.hash, "session ended by another request meanwhile; changes dropped");
+            return Plan::Nothing;
         }
+        plan
     }
 
     fn seal(
