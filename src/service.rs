@@ -422,7 +422,10 @@ macro_rules! store_path {
                     (Plan::Create | Plan::End { .. }, _) => {
                         if let (Plan::End { .. }, Some(old)) = (plan, old) {
                             wait!($mode, store.delete(&old))?;
-                            ENDED.insert(old, false);
+                            // Values set after `destroy`: a new session takes
+                            // the old one's place, a rotation (a sign-in
+                            // written as `destroy` then `insert`).
+                            ENDED.insert(old, true);
                         }
                         // Values set after `destroy` start over: new id, new times.
                         let deadline = expiry.deadline_at(now, now);
@@ -537,7 +540,15 @@ macro_rules! store_path {
                 if ends {
                     if let Some(revoked) = &cookies.revocations {
                         let marker = new_record(Data::new(), now, now, loaded.expires_at, None);
-                        wait_io!($mode, self, revoked.create(&loaded.hash, &marker))?;
+                        let first = wait_io!($mode, self, revoked.create(&loaded.hash, &marker))?;
+                        // Already revoked: another request (or instance)
+                        // ended this session since this one loaded it. A
+                        // new id would bring it back (S27); a sign-out
+                        // still sends its removal cookie.
+                        if !first && plan == Plan::Cycle {
+                            tracing::debug!(session = %loaded.hash, "session ended by another request; not cycled");
+                            return Ok(None);
+                        }
                     }
                 }
                 let (id, created_at) = match plan {
@@ -567,9 +578,10 @@ macro_rules! store_path {
                     ),
                     now,
                 )?;
-                // Noted once the end is sure to go out (see `crate::ended`).
+                // Noted once the end is sure to go out (see `crate::ended`);
+                // a new session in its place is a rotation, as a sign-in.
                 if ends {
-                    ENDED.insert(loaded.hash, plan == Plan::Cycle);
+                    ENDED.insert(loaded.hash, true);
                 }
                 Ok(sealed)
             }

@@ -1990,3 +1990,108 @@ async fn a_sign_in_that_failed_does_not_hold_back_the_next_one() {
     let user = send(&app, request("GET", "/get/user", &[&retry.pair()])).await;
     assert_eq!(user.body, "ada");
 }
+
+#[tokio::test]
+async fn cookie_sessions_a_sign_in_that_loaded_before_a_sign_out_does_not_undo_it() {
+    // Cookie sessions with a revocation list: a sign-in loads the session,
+    // waits, and cycles after a sign-out (here, or on another instance
+    // sharing the list) revoked it. The store path's cycle finds its record
+    // gone; here the revocation list says so: no new cookie.
+    use session_layer::store::CookieStore;
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let gate = Arc::new(Notify::new());
+    let list = session_layer::MemoryStore::new();
+    let app = {
+        let gate = gate.clone();
+        let revocable = CookieStore::new().revocation_list(list.clone());
+        routes()
+            .route(
+                "/slow-login",
+                post(move |s: Session| async move {
+                    gate.notified().await;
+                    s.insert("user", "ada").unwrap();
+                    s.cycle_id();
+                    "ok"
+                }),
+            )
+            .route(
+                "/id",
+                get(|s: Session| async move { s.id().map(|h| h.to_hex()).unwrap_or_default() }),
+            )
+            .layer(SessionLayer::builder(revocable, key()).build().unwrap())
+    };
+    for other_instance in [false, true] {
+        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+            .await
+            .pair();
+        let slow = in_flight(&app, "/slow-login", &pair).await;
+        if other_instance {
+            // Its sign-out: the marker lands in the shared list; this
+            // process's own record of ended ids knows nothing of it.
+            use session_layer::store::{Data, Record, SessionStore};
+            let now = OffsetDateTime::now_utc();
+            let marker = Record {
+                data: Data::new(),
+                created_at: now,
+                last_active: now,
+                expires_at: now + Duration::hours(1),
+                expiry: None,
+            };
+            let id = send(&app, request("GET", "/id", &[&pair])).await.body;
+            let hash = session_layer::IdHash::from_hex(&id).expect("the session's id hash");
+            assert!(list.create(&hash, &marker).await.unwrap());
+        } else {
+            let out = send(&app, request("POST", "/logout", &[&pair])).await;
+            assert_eq!(out.cookie().expect("removal").value(), "");
+        }
+        gate.notify_one();
+        let login = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
+            .await
+            .expect("the slow sign-in finishes")
+            .unwrap();
+        let cookies = login.set_cookies();
+        assert!(cookies.is_empty(), "{other_instance}: {cookies:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_written_as_destroy_then_insert_is_a_rotation_too() {
+    // `destroy()` then `insert(..)`: a new session in the old one's place.
+    // A write with the old cookie just after it is dropped, as after
+    // `cycle_id`, instead of starting a session whose cookie replaces it.
+    use session_layer::store::CookieStore;
+    let relogin =
+        || {
+            routes().route(
+            "/relogin/{user}",
+            post(|s: Session, axum::extract::Path(user): axum::extract::Path<String>| async move {
+                s.destroy();
+                s.insert("user", user).unwrap();
+                "ok"
+            }),
+        )
+        };
+    let boxed = Harness::with_routes(relogin(), |b| b);
+    let layer = |storage: session_layer::Storage| {
+        relogin().layer(SessionLayer::builder(storage, key()).build().unwrap())
+    };
+    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
+    for app in [
+        layer(session_layer::MemoryStore::new().into()),
+        boxed.app.clone(),
+        layer(CookieStore::new().into()),
+        layer(revocable.into()),
+    ] {
+        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
+            .await
+            .pair();
+        let signed_in = send(&app, request("POST", "/relogin/ada", &[&pair]))
+            .await
+            .pair();
+        let late = send(&app, request("POST", "/set/cart/apples", &[&pair])).await;
+        assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
+        let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
+        assert_eq!(user.body, "ada");
+    }
+}
