@@ -134,7 +134,6 @@ where
     // every request boxes and moves stays small (see BENCHMARKS.md).
     let outgoing = match shared.plan(&state, res.status(), now) {
         Plan::Nothing => Ok(None),
-        Plan::Refuse => Err(CommitError::Session(SessionError::not_loaded())),
         plan => Box::pin(shared.commit(plan, state, now)).await,
     };
     Ok(shared.finish(res, outgoing, accessed, now))
@@ -382,13 +381,16 @@ macro_rules! store_path {
             }
 
             /// Carries out `plan` (never `Plan::Nothing`) and says what to tell the
-            /// client. The response waits for this (S26).
+            /// client (`Plan::Refuse`: an error). The response waits for this (S26).
             $($asyncness)? fn $commit(
                 &self,
                 plan: Plan,
                 state: State,
                 now: Unix,
             ) -> Result<Option<Outgoing>, CommitError> {
+                if plan == Plan::Refuse {
+                    return Err(CommitError::Session(SessionError::not_loaded()));
+                }
                 match &self.backend {
                     Backend::Store(store) => {
                         wait!($mode, self.$stored(self.$handle(&**store, None)?, plan, state, now))
@@ -761,7 +763,6 @@ impl Shared {
         };
         State {
             load,
-            error_status: self.error_status,
             ends_seen: ENDED.latest(),
             default_expiry: self.expiry,
             now: Some(now),
@@ -790,7 +791,6 @@ impl Shared {
         let accessed = state.accessed;
         let outgoing = match self.plan(&state, res.status(), now) {
             Plan::Nothing => Ok(None),
-            Plan::Refuse => Err(CommitError::Session(SessionError::not_loaded())),
             plan => self.commit_in_place(plan, state, now),
         };
         self.finish(res, outgoing, accessed, now)

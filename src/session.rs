@@ -70,8 +70,9 @@ pub(crate) enum Load {
     Pending(Box<Pending>),
     /// Looked up: none of the request's verified ids names a live session.
     Missed(Box<Pending>),
-    /// The lookup failed; the session cannot be used in this request.
-    Failed(StoreError),
+    /// The lookup failed, and what the layer answers that with; the
+    /// session cannot be used in this request.
+    Failed(StoreError, StatusCode),
 }
 
 /// What a lookup needs: the layer, and the ids the request carried.
@@ -106,8 +107,6 @@ pub(crate) struct State {
     /// A method was called before the session was loaded: the response
     /// refuses to commit anything.
     pub(crate) unloaded_use: bool,
-    /// The layer's status for a store that failed.
-    pub(crate) error_status: StatusCode,
     /// The process's count of ended sessions when the request started
     /// (see [`crate::ended`]).
     pub(crate) ends_seen: u64,
@@ -196,7 +195,7 @@ impl State {
                 Ok(())
             }
             Err(error) => {
-                self.load = Load::Failed(error.clone());
+                self.load = Load::Failed(error.clone(), pending.shared.error_status);
                 Err(error)
             }
         }
@@ -259,7 +258,7 @@ impl Session {
     /// [`read`](Self::read) for methods that can say no.
     fn read_loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         let state = self.read();
-        if state.unloaded_use || matches!(state.load, Load::Failed(_)) {
+        if state.unloaded_use || matches!(state.load, Load::Failed(..)) {
             Err(SessionError::not_loaded())
         } else if matches!(state.load, Load::Committed) {
             Err(SessionError::committed())
@@ -300,15 +299,11 @@ impl Session {
             let state = self.state();
             match &state.load {
                 Load::Done | Load::Missed(_) | Load::Unasked | Load::Committed => return Ok(()),
-                Load::Failed(error) => return Err(error.clone()),
+                Load::Failed(error, _) => return Err(error.clone()),
                 Load::Pending(pending) => (pending.clone(), state.now.unwrap_or_default()),
             }
         };
-        let found = pending
-            .shared
-            .clone()
-            .lookup(&mut pending.candidates, now)
-            .await;
+        let found = pending.shared.lookup(&mut pending.candidates, now).await;
         let mut state = self.state();
         match state.load {
             Load::Pending(_) => state.loaded(pending, found),
@@ -327,7 +322,7 @@ impl Session {
                 state.load = Load::Done;
                 Some(Ok(()))
             }
-            Load::Failed(error) => Some(Err(error.clone())),
+            Load::Failed(error, _) => Some(Err(error.clone())),
             Load::Pending(pending) if pending.shared.inline() => {
                 let Load::Pending(mut pending) = std::mem::take(&mut state.load) else {
                     unreachable!("matched above")
@@ -340,10 +335,13 @@ impl Session {
         }
     }
 
-    /// The status the layer answers a failed store with.
+    /// The status the layer answers this request's failed lookup with.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn error_status(&self) -> StatusCode {
-        self.state().error_status
+        match self.state().load {
+            Load::Failed(_, status) => status,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 
     /// Marks the session committed without committing it: its response

@@ -955,6 +955,14 @@ async fn in_flight(app: &Router, path: &str, cookie: &str) -> tokio::task::JoinH
     handle
 }
 
+/// The reply of a request started with [`in_flight`], once it is released.
+async fn finished(handle: tokio::task::JoinHandle<Reply>) -> Reply {
+    tokio::time::timeout(std::time::Duration::from_secs(5), handle)
+        .await
+        .expect("the request in flight finishes")
+        .unwrap()
+}
+
 #[tokio::test]
 async fn s27_memory_store_a_request_in_flight_during_sign_in_does_not_sign_the_user_out() {
     let app = memory_app(session_layer::MemoryStore::new(), Duration::minutes(30));
@@ -968,10 +976,7 @@ async fn s27_memory_store_a_request_in_flight_during_sign_in_does_not_sign_the_u
     let signed_in = signed_in.raw_cookie();
     assert_ne!(signed_in, anonymous);
     let _ = send(&app, request("POST", "/release", &[])).await;
-    let late = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
-        .await
-        .expect("the slow request finishes")
-        .unwrap();
+    let late = finished(slow).await;
     // A's changes went to the old id, which is gone: no cookie, so the
     // browser keeps B's.
     assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
@@ -1008,10 +1013,7 @@ async fn s8_memory_store_a_session_that_expires_during_a_request_is_not_saved() 
     let slow = in_flight(&app, "/slow/late", &cookie).await;
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let _ = send(&app, request("POST", "/release", &[])).await;
-    let late = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
-        .await
-        .expect("the slow request finishes")
-        .unwrap();
+    let late = finished(slow).await;
     assert_eq!(late.body, "Some(\"ada\")", "live when the request started");
     assert!(late.set_cookies().is_empty(), "{:?}", late.set_cookies());
     use session_layer::store::SessionStore;
@@ -1265,10 +1267,7 @@ async fn s34_a_slow_sign_in_keeps_what_a_concurrent_request_saved() {
         let cart = send(&app, request("POST", "/set/cart/3", &[&anonymous])).await;
         assert_eq!(cart.status, StatusCode::OK, "{name}");
         gate.notify_one();
-        let signed_in = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
-            .await
-            .expect("the sign-in finishes")
-            .unwrap();
+        let signed_in = finished(slow).await;
         let signed_in = signed_in.raw_cookie();
         assert_ne!(signed_in, anonymous, "{name}");
         for (key, want) in [("user", "ada"), ("theme", "dark"), ("cart", "3")] {
@@ -1696,10 +1695,7 @@ async fn s27_a_request_that_looks_only_after_a_concurrent_sign_in_or_out_does_no
             let b = send(&other, request("POST", b, &[&pair])).await;
             let sessions = store.as_ref().map(|s| s.len());
             let _ = send(&app, request("POST", "/unpark", &[])).await;
-            let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
-                .await
-                .expect("the parked request finishes")
-                .unwrap();
+            let a = finished(parked).await;
             assert_eq!(
                 (a.status, a.body.as_str()),
                 (StatusCode::OK, "None false"),
@@ -1724,6 +1720,21 @@ async fn s27_a_request_that_looks_only_after_a_concurrent_sign_in_or_out_does_no
     }
 }
 
+/// On `parked_routes`: starts `parked` with a new session's cookie, signs
+/// in with the same cookie while it waits, then releases it. The old
+/// cookie, the signed-in one, and the parked request's reply.
+async fn sign_in_during(app: &Router, parked: &str) -> (String, String, Reply) {
+    let pair = send(app, request("POST", "/set/theme/dark", &[]))
+        .await
+        .pair();
+    let waiting = in_flight(app, parked, &pair).await;
+    let signed_in = send(app, request("POST", "/login/ada", &[&pair]))
+        .await
+        .pair();
+    let _ = send(app, request("POST", "/unpark", &[])).await;
+    (pair, signed_in, finished(waiting).await)
+}
+
 #[tokio::test]
 async fn a_sign_out_racing_a_sign_in_still_removes_the_cookie() {
     // A sign-out sent before a concurrent sign-in answered, that looks at
@@ -1735,18 +1746,7 @@ async fn a_sign_out_racing_a_sign_in_still_removes_the_cookie() {
     let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
     let cookies = parked_routes().layer(SessionLayer::builder(revocable, key()).build().unwrap());
     for app in [boxed.app.clone(), cookies] {
-        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
-            .await
-            .pair();
-        let parked = in_flight(&app, "/parked-logout", &pair).await;
-        let signed_in = send(&app, request("POST", "/login/ada", &[&pair]))
-            .await
-            .pair();
-        let _ = send(&app, request("POST", "/unpark", &[])).await;
-        let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
-            .await
-            .expect("the parked request finishes")
-            .unwrap();
+        let (pair, signed_in, a) = sign_in_during(&app, "/parked-logout").await;
         let removal = a.cookie().expect("a removal cookie");
         assert_eq!(
             (removal.value(), removal.max_age()),
@@ -1760,24 +1760,29 @@ async fn a_sign_out_racing_a_sign_in_still_removes_the_cookie() {
     }
 }
 
+/// `routes` under the layer on the four kinds of backend: the memory
+/// store (in place), a wrapped store (the boxed path), cookie sessions, and
+/// cookie sessions with a revocation list.
+fn four_backends(routes: impl Fn() -> Router) -> [Router; 4] {
+    use session_layer::store::CookieStore;
+    let layer = |storage: session_layer::Storage| {
+        routes().layer(SessionLayer::builder(storage, key()).build().unwrap())
+    };
+    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
+    [
+        layer(session_layer::MemoryStore::new().into()),
+        layer(std::sync::Arc::new(session_layer::MemoryStore::new()).into()),
+        layer(CookieStore::new().into()),
+        layer(revocable.into()),
+    ]
+}
+
 #[tokio::test]
 async fn a_write_that_arrives_just_after_a_sign_in_with_the_old_cookie_is_dropped() {
     // Sent before the sign-in's answer reached the browser, it reaches the
     // layer only after the sign-in was saved (the network, an outer queue):
     // it must not start a session whose cookie signs the user out.
-    use session_layer::store::CookieStore;
-    let memory = session_layer::MemoryStore::new();
-    let boxed = Harness::new();
-    let layer = |storage: session_layer::Storage| {
-        routes().layer(SessionLayer::builder(storage, key()).build().unwrap())
-    };
-    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
-    for app in [
-        layer(memory.into()),
-        boxed.app.clone(),
-        layer(CookieStore::new().into()),
-        layer(revocable.into()),
-    ] {
+    for app in four_backends(routes) {
         let pair = send(&app, request("POST", "/set/theme/dark", &[]))
             .await
             .pair();
@@ -1931,31 +1936,8 @@ async fn a_request_in_flight_that_empties_the_session_does_not_sign_the_user_out
     // Removing the last value ends a session (S25), but it is not a
     // sign-out: in a request that started before a sign-in rotated the
     // id, it is dropped like any other change.
-    use session_layer::store::CookieStore;
-    let memory = session_layer::MemoryStore::new();
-    let boxed = Harness::with_routes(parked_routes(), |b| b);
-    let layer = |storage: session_layer::Storage| {
-        parked_routes().layer(SessionLayer::builder(storage, key()).build().unwrap())
-    };
-    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
-    for app in [
-        layer(memory.into()),
-        boxed.app.clone(),
-        layer(CookieStore::new().into()),
-        layer(revocable.into()),
-    ] {
-        let pair = send(&app, request("POST", "/set/theme/dark", &[]))
-            .await
-            .pair();
-        let parked = in_flight(&app, "/parked-remove/theme", &pair).await;
-        let signed_in = send(&app, request("POST", "/login/ada", &[&pair]))
-            .await
-            .pair();
-        let _ = send(&app, request("POST", "/unpark", &[])).await;
-        let a = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
-            .await
-            .expect("the parked request finishes")
-            .unwrap();
+    for app in four_backends(parked_routes) {
+        let (pair, signed_in, a) = sign_in_during(&app, "/parked-remove/theme").await;
         assert!(a.set_cookies().is_empty(), "{:?}", a.set_cookies());
         let user = send(&app, request("GET", "/get/user", &[&signed_in])).await;
         assert_eq!(user.body, "ada");
@@ -2046,10 +2028,7 @@ async fn cookie_sessions_a_sign_in_that_loaded_before_a_sign_out_does_not_undo_i
             assert_eq!(out.cookie().expect("removal").value(), "");
         }
         gate.notify_one();
-        let login = tokio::time::timeout(std::time::Duration::from_secs(5), slow)
-            .await
-            .expect("the slow sign-in finishes")
-            .unwrap();
+        let login = finished(slow).await;
         let cookies = login.set_cookies();
         assert!(cookies.is_empty(), "{other_instance}: {cookies:?}");
     }
@@ -2060,7 +2039,6 @@ async fn a_sign_in_written_as_destroy_then_insert_is_a_rotation_too() {
     // `destroy()` then `insert(..)`: a new session in the old one's place.
     // A write with the old cookie just after it is dropped, as after
     // `cycle_id`, instead of starting a session whose cookie replaces it.
-    use session_layer::store::CookieStore;
     let relogin =
         || {
             routes().route(
@@ -2072,17 +2050,7 @@ async fn a_sign_in_written_as_destroy_then_insert_is_a_rotation_too() {
             }),
         )
         };
-    let boxed = Harness::with_routes(relogin(), |b| b);
-    let layer = |storage: session_layer::Storage| {
-        relogin().layer(SessionLayer::builder(storage, key()).build().unwrap())
-    };
-    let revocable = CookieStore::new().revocation_list(session_layer::MemoryStore::new());
-    for app in [
-        layer(session_layer::MemoryStore::new().into()),
-        boxed.app.clone(),
-        layer(CookieStore::new().into()),
-        layer(revocable.into()),
-    ] {
+    for app in four_backends(relogin) {
         let pair = send(&app, request("POST", "/set/theme/dark", &[]))
             .await
             .pair();
